@@ -1,0 +1,53 @@
+"""The `sltdata` command line. Modules here parse arguments and call the library; nothing more.
+
+Each command group lives in its own module and registers on ``app``; ``main`` turns every
+``SltdataError`` (a user mistake) into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from sltdata.errors import SltdataError
+
+app = typer.Typer(
+    name="sltdata",
+    help="Sign-language pose datasets: ingest publisher formats, validate, shard, and train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+# Command modules, in the order their commands appear in --help.
+COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart")
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    _register()
+    try:
+        app(args=argv, prog_name="sltdata")  # click handles usage errors and --help, then exits
+    except SltdataError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

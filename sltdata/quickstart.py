@@ -1,0 +1,27 @@
+"""The main job on built-in sample data: synth -> ingest -> (later steps as they exist).
+
+Each step is a function that takes the working directory and yields the lines it reports, so the
+quickstart grows by appending a step.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator
+
+
+def run_quickstart(out: Path, sequences: int = 400, seed: int = 0) -> Iterator[str]:
+    from sltdata.ingest import ingest
+    from sltdata.synth import synth
+
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    t = time.perf_counter()
+    raw = synth("kaggle-islr", out / "raw", seed=seed, sequences=sequences)
+    yield f"[1] synth: a Kaggle asl-signs-style dataset of {sequences} sequences in {raw} ({time.perf_counter() - t:.1f}s)"
+    t = time.perf_counter()
+    result = ingest("kaggle-islr", raw, out / "store")
+    yield f"[2] ingest: {result.summary()} ({time.perf_counter() - t:.1f}s)"

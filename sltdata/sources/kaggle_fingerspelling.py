@@ -1,0 +1,120 @@
+"""Kaggle "asl-fingerspelling" (Google ASL Fingerspelling Recognition, 2023).
+
+Wide parquet files, each holding many sequences: one row per frame, ``sequence_id`` (the pandas
+index, or a column), ``frame``, then 1,629 coordinate columns ``x_face_0 … x_right_hand_20``,
+``y_…``, ``z_…``. Columns are placed by name, not by position, so a file with its columns in another
+order reads the same. Manifest: ``train.csv`` / ``supplemental_metadata.csv`` with
+``path,file_id,sequence_id,participant_id,phrase``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sltdata.errors import SourceError
+from sltdata.layouts import HOLISTIC_543, KAGGLE_COMPONENTS
+from sltdata.manifest import ManifestRow
+from sltdata.sequence import Sequence
+from sltdata.sources import Source, register_source
+from sltdata.store import Reject
+
+SEQUENCE_COLUMN = "sequence_id"
+FRAME_COLUMN = "frame"
+
+
+def coordinate_columns() -> list[str]:
+    """The 1,629 coordinate column names in holistic-543 point order, x/y/z interleaved per point."""
+    return [f"{axis}_{comp}_{i}"
+            for comp in KAGGLE_COMPONENTS
+            for i in range(len(HOLISTIC_543.component(comp).points))
+            for axis in "xyz"]
+
+
+_COORDS = coordinate_columns()
+
+
+def read_fingerspelling_file(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    """The sequences of one wide parquet file that ``keys`` name, each float32 (frames, 543, 3).
+
+    Keys absent from the file are absent from the result; the caller rejects them.
+    """
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
+    names = set(schema.names)
+    missing = [c for c in (SEQUENCE_COLUMN, *_COORDS) if c not in names]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise SourceError(path, f"missing column(s) {', '.join(missing[:3])}{more}")
+    not_float = [c for c in _COORDS if not pa.types.is_floating(schema.field(c).type)]
+    if not_float:
+        raise SourceError(path, f"column {not_float[0]} is {schema.field(not_float[0]).type}, expected a float")
+    has_frame = FRAME_COLUMN in names
+    try:
+        table = pf.read(columns=[SEQUENCE_COLUMN, *([FRAME_COLUMN] if has_frame else []), *_COORDS])
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
+    seq = table.column(SEQUENCE_COLUMN).cast(pa.string())
+    table = table.set_column(0, SEQUENCE_COLUMN, seq)
+    table = table.filter(pc.is_in(seq, value_set=pa.array(keys, type=pa.string())))
+    if table.num_rows == 0:
+        return {}
+    # Arrow's sort is stable: frames keep file order when there is no frame column.
+    order = [(SEQUENCE_COLUMN, "ascending")] + ([(FRAME_COLUMN, "ascending")] if has_frame else [])
+    table = table.take(pc.sort_indices(table, sort_keys=order))
+    values = np.empty((table.num_rows, len(_COORDS)), dtype=np.float32)
+    for j, c in enumerate(_COORDS):
+        values[:, j] = table.column(c).to_numpy(zero_copy_only=False)
+    values = values.reshape(table.num_rows, HOLISTIC_543.num_points, 3)
+    ids = table.column(SEQUENCE_COLUMN).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    return {str(ids[s]): values[s:e] for s, e in zip(starts, ends)}
+
+
+def write_fingerspelling_parquet(path: Path, sequences: dict[str, np.ndarray]) -> None:
+    """Write sequences as asl-fingerspelling lays them out: sequence_id as the pandas-style index,
+    frame, then x_* for every point, y_*, z_* (used by `sltdata synth` and tests)."""
+    ids, frames, blocks = [], [], []
+    for key, lm in sequences.items():
+        ids.append(np.full(len(lm), int(key), dtype=np.int64))
+        frames.append(np.arange(len(lm), dtype=np.int16))
+        blocks.append(lm.reshape(len(lm), -1))
+    values = np.concatenate(blocks).astype(np.float32)
+    cols: dict[str, np.ndarray] = {"sequence_id": np.concatenate(ids), "frame": np.concatenate(frames)}
+    # Publisher order: all x columns, then y, then z.
+    for axis_i, axis in enumerate("xyz"):
+        for p_i, name in enumerate(_COORDS[axis_i::3]):
+            cols[name] = values[:, p_i * 3 + axis_i]
+    pq.write_table(pa.table(cols), path)
+
+
+@register_source
+class KaggleFingerspelling(Source):
+    name = "kaggle-fingerspelling"
+
+    def landmark_file(self, row: ManifestRow) -> str:
+        return row.path or ""
+
+    def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
+        try:
+            found = read_fingerspelling_file(file, [r.key for r in rows])
+        except SourceError as e:
+            for r in rows:
+                yield r.reject(e.reason, file=r.path)
+            return
+        for r in rows:
+            lm = found.get(r.key)
+            if lm is None:
+                yield r.reject(f"sequence_id {r.key} not found in {r.path}", file=r.path)
+                continue
+            yield Sequence(key=r.key, landmarks=lm, layout=HOLISTIC_543.name, label=r.label, text=r.text,
+                           participant=r.participant, source=self.name, fps=self.recipe.fps)

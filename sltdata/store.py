@@ -1,0 +1,205 @@
+"""The sequence store: Parquet parts, one row per sequence, raw landmarks flattened in a list column.
+
+Layout of a store directory::
+
+    store.json            what the store holds: source, recipe, layouts, label map, counts, parts
+    part-000000.parquet   sequences, in manifest order
+    rejects.jsonl         every manifest row that was not stored, with its reason
+
+``landmarks`` is a ``list<float32>`` of frames*points*3 values beside ``frames`` and ``points``;
+reading reshapes the Arrow buffer without copying. Metadata-only reads (stats, folds) never touch it.
+Parts are written under a temporary name and renamed when complete, so a killed ingest re-run skips
+finished parts and never duplicates a sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sltdata.errors import StoreError
+from sltdata.layouts import Layout, register_layout
+from sltdata.sequence import Sequence
+
+STORE_FORMAT = "sltdata-store"
+STORE_VERSION = 1
+META_FILE = "store.json"
+REJECTS_FILE = "rejects.jsonl"
+
+METADATA_COLUMNS = ("key", "label", "text", "participant", "layout", "source", "fps", "frames", "points")
+
+SCHEMA = pa.schema([
+    ("key", pa.string()),
+    ("label", pa.string()),
+    ("text", pa.string()),
+    ("participant", pa.string()),
+    ("layout", pa.string()),
+    ("source", pa.string()),
+    ("fps", pa.float32()),
+    ("frames", pa.int32()),
+    ("points", pa.int32()),
+    ("landmarks", pa.list_(pa.float32())),
+])
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A manifest row that was not stored, and why (the same words the CLI prints)."""
+
+    manifest: str | None  # manifest file the row came from, relative to the dataset root
+    row: int | None  # 1-based record number in that manifest, header not counted
+    key: str | None
+    file: str | None  # landmark file the row points at, when it has one
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.manifest or self.file or "?"
+        if self.row is not None:
+            where += f" row {self.row}"
+        return f"{where}: {self.reason}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:06d}.parquet"
+
+
+def sequences_to_table(sequences: list[Sequence]) -> pa.Table:
+    """Pack sequences into one Arrow table; landmarks concatenated into a single float32 buffer."""
+    flat = [np.ascontiguousarray(s.landmarks, dtype=np.float32).reshape(-1) for s in sequences]
+    sizes = np.fromiter((f.size for f in flat), dtype=np.int64, count=len(flat))
+    offsets = np.zeros(len(flat) + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    values = np.concatenate(flat) if flat else np.zeros(0, np.float32)
+    landmarks = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.float32()))
+    cols = {
+        "key": [s.key for s in sequences],
+        "label": [s.label for s in sequences],
+        "text": [s.text for s in sequences],
+        "participant": [s.participant for s in sequences],
+        "layout": [s.layout for s in sequences],
+        "source": [s.source for s in sequences],
+        "fps": [s.fps for s in sequences],
+        "frames": [s.frames for s in sequences],
+        "points": [s.points for s in sequences],
+    }
+    arrays = [pa.array(cols[f.name], type=f.type) for f in SCHEMA if f.name != "landmarks"]
+    return pa.Table.from_arrays([*arrays, landmarks], schema=SCHEMA)
+
+
+def write_part(path: Path, sequences: list[Sequence]) -> None:
+    """Write one part atomically (temporary name, then rename). Deterministic bytes for equal input."""
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(sequences_to_table(sequences), tmp, compression="zstd", row_group_size=1024,
+                   write_statistics=["key", "label", "participant", "frames"])
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def table_landmarks(table: pa.Table | pa.RecordBatch) -> list[np.ndarray]:
+    """Each row's landmarks as a (frames, points, 3) float32 view into the Arrow buffer."""
+    col = table.column("landmarks")
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    frames = table.column("frames").to_numpy()
+    points = table.column("points").to_numpy()
+    out, i = [], 0
+    for chunk in chunks:
+        offsets = chunk.offsets.to_numpy()
+        values = chunk.values.to_numpy(zero_copy_only=False)
+        for j in range(len(chunk)):
+            flat = values[offsets[j]:offsets[j + 1]]
+            out.append(flat.reshape(int(frames[i]), int(points[i]), 3))
+            i += 1
+    return out
+
+
+def _optional(v):
+    return None if v is None else v
+
+
+class Store:
+    """A finished sequence store, opened for reading."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        meta_path = self.path / META_FILE
+        if not meta_path.is_file():
+            raise StoreError(f"{self.path}: not a sequence store (no {META_FILE}; run `sltdata ingest` first)")
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise StoreError(f"{meta_path}: unreadable ({e})") from None
+        if self.meta.get("format") != STORE_FORMAT:
+            raise StoreError(f"{meta_path}: not a sequence store (format {self.meta.get('format')!r})")
+        if not self.meta.get("complete"):
+            raise StoreError(f"{self.path}: ingest did not finish; re-run the same `sltdata ingest` to complete it")
+        for d in self.meta.get("layouts", []):
+            register_layout(Layout.from_dict(d))
+        self.parts = [self.path / p["file"] for p in self.meta["parts"]]
+        for p in self.parts:
+            if not p.is_file():
+                raise StoreError(f"{p}: missing part of the store")
+
+    def __len__(self) -> int:
+        return int(self.meta["counts"]["stored"])
+
+    @property
+    def labels(self) -> dict[str, int] | None:
+        """Label name -> class index (from the publisher's map, else sorted labels)."""
+        return self.meta.get("labels")
+
+    @property
+    def characters(self) -> dict[str, int] | None:
+        """Character -> index for text datasets (publisher's map when it ships one)."""
+        return self.meta.get("characters")
+
+    def metadata(self, columns: tuple[str, ...] = METADATA_COLUMNS) -> pa.Table:
+        """Every sequence's metadata, no landmarks read."""
+        if not self.parts:
+            return SCHEMA.empty_table().select(list(columns))
+        return pa.concat_tables(pq.read_table(p, columns=list(columns)) for p in self.parts)
+
+    def iter_batches(self, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
+        for p in self.parts:
+            yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size)
+
+    def __iter__(self) -> Iterator[Sequence]:
+        """Stream sequences part by part in store order; memory stays bounded by one batch."""
+        for batch in self.iter_batches():
+            meta = batch.select(list(METADATA_COLUMNS[:7])).to_pylist()
+            for m, lm in zip(meta, table_landmarks(batch)):
+                yield Sequence(key=m["key"], landmarks=lm, layout=m["layout"], label=m["label"],
+                               text=m["text"], participant=m["participant"], source=m["source"],
+                               fps=m["fps"])
+
+    def get(self, key: str) -> Sequence:
+        """One sequence by key (reads only the row groups whose statistics may hold it)."""
+        import pyarrow.dataset as ds
+
+        table = ds.dataset(self.parts, format="parquet").to_table(filter=ds.field("key") == key)
+        if table.num_rows == 0:
+            raise StoreError(f"{self.path}: no sequence with key {key!r}")
+        m = table.slice(0, 1).select(list(METADATA_COLUMNS[:7])).to_pylist()[0]
+        return Sequence(key=m["key"], landmarks=table_landmarks(table.slice(0, 1))[0], layout=m["layout"],
+                        label=m["label"], text=m["text"], participant=m["participant"],
+                        source=m["source"], fps=m["fps"])
+
+    def rejects(self) -> list[dict]:
+        p = self.path / REJECTS_FILE
+        if not p.is_file():
+            return []
+        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line]

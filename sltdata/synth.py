@@ -1,0 +1,255 @@
+"""`sltdata synth`: small datasets in each publisher's exact layout, with structure a model can learn.
+
+The motion model is deliberately simple but has what real MediaPipe data has: signers who differ in
+position, size and speed; signs (or characters, or words) that differ in hand path and handshape;
+sequences of different lengths; a non-dominant hand that is mostly undetected; stretches where the
+dominant hand drops out; face and pose present throughout. Everything is drawn from one seeded
+``numpy.random.Generator``, so the same arguments write the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sltdata.errors import ConfigError
+from sltdata.layouts import HOLISTIC_543
+
+FORMATS = ("kaggle-islr", "kaggle-fingerspelling", "pose")
+
+# asl-fingerspelling's character_to_prediction_index.json: 59 characters.
+FINGERSPELLING_CHARACTERS = " !#$%&'()*+,-./0123456789:;=?@[_abcdefghijklmnopqrstuvwxyz~"
+SIGN_WORDS = ("book", "drink", "computer", "before", "chair", "go", "clothes", "who", "candy", "cousin",
+              "deaf", "fine", "help", "no", "thin", "walk", "year", "yes", "all", "black", "cool",
+              "finish", "hot", "like", "many", "mother", "now", "orange", "table", "thanksgiving")
+
+_OFF = HOLISTIC_543.offsets
+_FINGER_ANGLES = np.deg2rad([-60.0, -25.0, 0.0, 20.0, 40.0])
+_SEGMENTS = np.array([0.035, 0.03, 0.022, 0.018])
+
+
+def _template() -> np.ndarray:
+    """A fixed neutral holistic-543 frame in image coordinates (x right, y down, 0..1)."""
+    rng = np.random.default_rng(0)
+    frame = np.zeros((HOLISTIC_543.num_points, 3), dtype=np.float64)
+    angle = rng.uniform(0, 2 * np.pi, 468)
+    radius = np.sqrt(rng.uniform(0, 1, 468))
+    frame[:468, 0] = 0.5 + 0.08 * radius * np.cos(angle)
+    frame[:468, 1] = 0.28 + 0.11 * radius * np.sin(angle)
+    frame[:468, 2] = rng.normal(0, 0.02, 468)
+    pose = np.zeros((33, 3))
+    pose[:11, :2] = [0.5, 0.27] + rng.normal(0, 0.03, (11, 2))  # face points of the pose model
+    # MediaPipe's LEFT is the signer's left, which is image right for a camera facing them.
+    pose[11:17, :2] = [[0.62, 0.46], [0.38, 0.46], [0.68, 0.62], [0.32, 0.62], [0.66, 0.76], [0.34, 0.76]]
+    pose[17:23, :2] = np.repeat(pose[15:17, :2], 3, axis=0) + rng.normal(0, 0.01, (6, 2))
+    pose[23:33, :2] = [[0.57, 0.8], [0.43, 0.8], [0.58, 1.05], [0.42, 1.05], [0.58, 1.3], [0.42, 1.3],
+                       [0.58, 1.33], [0.42, 1.33], [0.6, 1.35], [0.4, 1.35]]
+    pose[:, 2] = rng.normal(0, 0.1, 33)
+    frame[_OFF["pose"]:_OFF["pose"] + 33] = pose
+    return frame
+
+
+_TEMPLATE = _template()
+
+
+def hand_points(wrist: np.ndarray, curl: np.ndarray, rotation: np.ndarray, mirror: bool) -> np.ndarray:
+    """21 hand points per frame: wrist (F, 2), finger curls (F, 5) in 0..1, rotation (F,) radians."""
+    n = len(wrist)
+    bend = curl[:, :, None] * np.array([0.2, 0.6, 0.7, 0.6])[None, None, :]  # (F, 5, 4)
+    angles = (-np.pi / 2 + _FINGER_ANGLES[None, :, None] + rotation[:, None, None]
+              + np.cumsum(bend, axis=2))
+    step = _SEGMENTS[None, None, :, None] * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+    joints = wrist[:, None, None, :] + np.cumsum(step, axis=2)  # (F, 5, 4, 2)
+    if mirror:
+        joints[..., 0] = 2 * wrist[:, None, None, 0] - joints[..., 0]
+    out = np.zeros((n, 21, 3))
+    out[:, 0, :2] = wrist
+    out[:, 1:, :2] = joints.reshape(n, 20, 2)
+    out[:, 1:, 2] = -0.02 * np.tile(np.arange(1, 5), 5)[None, :] * (1 + curl.repeat(4, axis=1))
+    return out
+
+
+@dataclass(frozen=True)
+class Gesture:
+    """One sign, character or word: a dominant-hand path and handshape, maybe a second hand."""
+
+    center: np.ndarray  # (2,) wrist path centre relative to the body
+    radius: np.ndarray  # (2,) path radii
+    cycles: float  # loops of the path over the gesture
+    phase: float
+    curl: np.ndarray  # (5,) finger curls at start
+    curl_end: np.ndarray  # (5,) finger curls at end
+    rotation: float
+    two_handed: bool
+    frames: int  # typical length at normal speed
+
+
+def make_gestures(n: int, rng: np.random.Generator, frames: tuple[int, int] = (16, 40),
+                  two_handed: float = 0.3) -> list[Gesture]:
+    return [Gesture(center=rng.uniform([-0.12, -0.3], [0.12, -0.02]), radius=rng.uniform(0.01, 0.07, 2),
+                    cycles=float(rng.uniform(0.3, 2.0)), phase=float(rng.uniform(0, 2 * np.pi)),
+                    curl=rng.uniform(0, 1, 5), curl_end=rng.uniform(0, 1, 5),
+                    rotation=float(rng.uniform(-0.6, 0.6)), two_handed=bool(rng.uniform() < two_handed),
+                    frames=int(rng.integers(*frames))) for _ in range(n)]
+
+
+@dataclass(frozen=True)
+class Signer:
+    shift: np.ndarray  # (2,)
+    scale: float
+    speed: float
+    dropout: float  # chance of a dominant-hand dropout stretch in a sequence
+
+
+def make_signers(n: int, rng: np.random.Generator) -> list[Signer]:
+    return [Signer(shift=rng.uniform(-0.06, 0.06, 2), scale=float(rng.uniform(0.85, 1.15)),
+                   speed=float(rng.uniform(0.8, 1.25)), dropout=float(rng.uniform(0.1, 0.5))) for _ in range(n)]
+
+
+def render(gestures: list[Gesture], signer: Signer, rng: np.random.Generator) -> np.ndarray:
+    """A sequence performing ``gestures`` one after another: float32 (frames, 543, 3), NaN = undetected."""
+    wrists, curls, rots, second = [], [], [], []
+    for g in gestures:
+        n = max(3, int(round(g.frames / signer.speed * rng.uniform(0.85, 1.15))))
+        t = np.linspace(0, 1, n)
+        ang = 2 * np.pi * g.cycles * t + g.phase
+        wrists.append(g.center + g.radius * np.stack([np.cos(ang), np.sin(ang)], axis=1))
+        curls.append(g.curl[None] + (g.curl_end - g.curl)[None] * t[:, None])
+        rots.append(np.full(n, g.rotation))
+        second.append(np.full(n, g.two_handed))
+    wrist = np.concatenate(wrists)
+    n = len(wrist)
+    body = np.array([0.5, 0.62])
+    frames = np.repeat(_TEMPLATE[None], n, axis=0)
+    right = hand_points(body + [-0.1, 0] + wrist, np.concatenate(curls), np.concatenate(rots), mirror=False)
+    left = hand_points(body + [0.1, 0] + wrist * [-1, 1], np.concatenate(curls), -np.concatenate(rots), mirror=True)
+    frames[:, _OFF["right_hand"]:_OFF["right_hand"] + 21] = right
+    frames[:, _OFF["left_hand"]:_OFF["left_hand"] + 21] = left
+    # The pose model's wrists follow the hands.
+    frames[:, _OFF["pose"] + 16, :2] = right[:, 0, :2]
+    frames[:, _OFF["pose"] + 15, :2] = left[:, 0, :2]
+    center = np.array([0.5, 0.5, 0.0])
+    frames = center + (frames - center) * [signer.scale, signer.scale, 1.0]
+    frames[..., :2] += signer.shift
+    frames[..., :2] += rng.normal(0, 0.002, (n, frames.shape[1], 2))
+    out = frames.astype(np.float32)
+    out[~np.concatenate(second), _OFF["left_hand"]:_OFF["left_hand"] + 21] = np.nan
+    if rng.uniform() < signer.dropout and n > 8:
+        start, length = int(rng.integers(0, n - 3)), int(rng.integers(2, max(3, n // 4)))
+        out[start:start + length, _OFF["right_hand"]:_OFF["right_hand"] + 21] = np.nan
+    return out
+
+
+def _participants(n: int, rng: np.random.Generator) -> list[str]:
+    return [str(v) for v in 10000 + rng.choice(89999, size=n, replace=False)]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def synth_islr(out: Path, sequences: int = 400, classes: int = 10, participants: int = 8, seed: int = 0) -> Path:
+    """asl-signs layout: train.csv, train_landmark_files/<participant>/<sequence>.parquet, label map."""
+    from sltdata.sources.kaggle_islr import write_islr_parquet
+
+    if classes > len(SIGN_WORDS):
+        raise ConfigError(f"synth kaggle-islr: at most {len(SIGN_WORDS)} classes")
+    rng = np.random.default_rng(seed)
+    signs = SIGN_WORDS[:classes]
+    gestures = make_gestures(classes, rng)
+    signers = make_signers(participants, rng)
+    pids = _participants(participants, rng)
+    seq_ids = 10**8 + rng.choice(9 * 10**8, size=sequences, replace=False)
+    rows = []
+    for i, sid in enumerate(seq_ids):
+        c, p = i % classes, int(rng.integers(participants))
+        rel = f"train_landmark_files/{pids[p]}/{sid}.parquet"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_islr_parquet(out / rel, render([gestures[c]], signers[p], rng), frame_start=int(rng.integers(0, 40)))
+        rows.append([rel, pids[p], str(sid), signs[c]])
+    _write_csv(out / "train.csv", ["path", "participant_id", "sequence_id", "sign"], rows)
+    (out / "sign_to_prediction_index_map.json").write_text(json.dumps({s: i for i, s in enumerate(signs)}))
+    return out
+
+
+def _phrase(rng: np.random.Generator) -> str:
+    kind = rng.integers(3)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    word = lambda a, b: "".join(rng.choice(list(letters), size=int(rng.integers(a, b))))
+    if kind == 0:  # street address
+        return f"{rng.integers(1, 9999)} {word(4, 9)} {rng.choice(['road', 'street', 'lane'])}"
+    if kind == 1:  # url
+        return f"www.{word(3, 8)}.{rng.choice(['com', 'org', 'net'])}"
+    return f"+{rng.integers(1, 99)}-{rng.integers(100, 999)}-{rng.integers(100, 999)}-{rng.integers(1000, 9999)}"
+
+
+def synth_fingerspelling(out: Path, files: int = 4, sequences_per_file: int = 50, participants: int = 8,
+                         seed: int = 0, supplemental_files: int = 1) -> Path:
+    """asl-fingerspelling layout: train.csv (+ supplemental_metadata.csv), train_landmarks/<file_id>.parquet
+    with many sequences each, character_to_prediction_index.json."""
+    from sltdata.sources.kaggle_fingerspelling import write_fingerspelling_parquet
+
+    rng = np.random.default_rng(seed)
+    chars = FINGERSPELLING_CHARACTERS
+    shapes = make_gestures(len(chars), rng, frames=(3, 7), two_handed=0.0)
+    signers = make_signers(participants, rng)
+    pids = _participants(participants, rng)
+    train, supplemental = [], []
+    (out / "train_landmarks").mkdir(parents=True, exist_ok=True)
+    for f in range(files):
+        file_id = int(rng.integers(10**6, 10**7))
+        rel = f"train_landmarks/{file_id}.parquet"
+        seqs = {}
+        for _ in range(sequences_per_file):
+            sid = str(int(rng.integers(10**8, 2 * 10**9)))
+            phrase, p = _phrase(rng), int(rng.integers(participants))
+            seqs[sid] = render([shapes[chars.index(ch)] for ch in phrase], signers[p], rng)
+            (supplemental if f >= files - supplemental_files else train).append(
+                [rel, str(file_id), sid, pids[p], phrase])
+        write_fingerspelling_parquet(out / rel, seqs)
+    header = ["path", "file_id", "sequence_id", "participant_id", "phrase"]
+    _write_csv(out / "train.csv", header, train)
+    if supplemental:
+        _write_csv(out / "supplemental_metadata.csv", header, supplemental)
+    (out / "character_to_prediction_index.json").write_text(json.dumps({c: i for i, c in enumerate(chars)}))
+    return out
+
+
+def synth_pose(out: Path, sequences: int = 200, words: int = 20, participants: int = 6, seed: int = 0) -> Path:
+    """iSign-style layout: data.csv (uid,text) and poses/<uid>.pose (pose-format, MediaPipe Holistic)."""
+    from sltdata.sources.pose import write_holistic_pose
+
+    rng = np.random.default_rng(seed)
+    vocab = SIGN_WORDS[:words]
+    gestures = make_gestures(len(vocab), rng, frames=(8, 16))
+    signers = make_signers(participants, rng)
+    (out / "poses").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(sequences):
+        uid = f"{i:05d}-{int(rng.integers(10**5, 10**6))}"
+        idx = rng.integers(len(vocab), size=int(rng.integers(2, 6)))
+        lm = render([gestures[j] for j in idx], signers[int(rng.integers(participants))], rng)
+        px = lm.copy()
+        px[..., 0] *= 640
+        px[..., 1] *= 480
+        px[..., 2] *= 640
+        write_holistic_pose(out / "poses" / f"{uid}.pose", px, fps=25.0)
+        rows.append([uid, " ".join(vocab[j] for j in idx)])
+    _write_csv(out / "data.csv", ["uid", "text"], rows)
+    return out
+
+
+def synth(fmt: str, out: str | Path, seed: int = 0, **sizes) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    writers = {"kaggle-islr": synth_islr, "kaggle-fingerspelling": synth_fingerspelling, "pose": synth_pose}
+    if fmt not in writers:
+        raise ConfigError(f"unknown synth format {fmt!r} (known: {', '.join(FORMATS)})")
+    return writers[fmt](out, seed=seed, **{k: v for k, v in sizes.items() if v is not None})

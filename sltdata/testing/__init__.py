@@ -1,0 +1,36 @@
+"""Fakes for tests, shipped with the package (as pose-format's ``fake_pose``): small synthetic
+datasets and stores made on the fly, so no test needs data files in the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sltdata.layouts import HOLISTIC_543
+from sltdata.sequence import Sequence
+
+
+def fake_landmarks(frames: int = 10, points: int = HOLISTIC_543.num_points, seed: int = 0,
+                   nan_fraction: float = 0.1) -> np.ndarray:
+    """Random float32 (frames, points, 3) with whole points set to NaN, as undetected points are."""
+    rng = np.random.default_rng(seed)
+    lm = rng.uniform(0, 1, (frames, points, 3)).astype(np.float32)
+    lm[rng.uniform(size=(frames, points)) < nan_fraction] = np.nan
+    return lm
+
+
+def fake_sequence(key: str = "seq-0", frames: int = 10, seed: int = 0, **fields) -> Sequence:
+    return Sequence(key=key, landmarks=fake_landmarks(frames, seed=seed), layout=HOLISTIC_543.name, **fields)
+
+
+def synth_store(fmt: str, workdir: str | Path, seed: int = 0, **sizes) -> Path:
+    """Synthesize a dataset of ``fmt`` under ``workdir/raw`` and ingest it into ``workdir/store``."""
+    from sltdata.ingest import ingest
+    from sltdata.synth import synth
+
+    workdir = Path(workdir)
+    raw = synth(fmt, workdir / "raw", seed=seed, **sizes)
+    recipe = {"kaggle-islr": "kaggle-islr", "kaggle-fingerspelling": "kaggle-fingerspelling", "pose": "pose"}[fmt]
+    ingest(recipe, raw, workdir / "store")
+    return workdir / "store"
