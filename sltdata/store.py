@@ -137,6 +137,8 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         meta_path = self.path / META_FILE
+        if not meta_path.is_file() and (self.path / "plan.json").is_file():
+            raise StoreError(f"{self.path}: ingest did not finish; re-run the same `sltdata ingest` to complete it")
         if not meta_path.is_file():
             raise StoreError(f"{self.path}: not a sequence store (no {META_FILE}; run `sltdata ingest` first)")
         try:
