@@ -151,3 +151,163 @@ def get_layout(name: str) -> Layout:
         return _LAYOUTS[name]
     except KeyError:
         raise ConfigError(f"unknown layout {name!r} (known: {', '.join(sorted(_LAYOUTS))})") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Point-selection presets, reference points and left/right mirror pairs (used by sltdata.transforms).
+# ---------------------------------------------------------------------------------------------------
+
+# Face-mesh point groups (indices within the 468-point face component). These are the groups of the
+# ISLR 1st-place solution (hoyso48, Kaggle "Google - Isolated Sign Language Recognition", 2023:
+# write-up https://www.kaggle.com/competitions/asl-signs/discussion/406684, code
+# https://github.com/hoyso48/Google---Isolated-Sign-Language-Recognition-1st-place-solution):
+# 40 lip points (outer and inner contour), 4 nose points, 16 points around each eye. In that code
+# LEYE[i] is the mirror of REYE[i], so the selection is closed under a left/right flip.
+FACE_LIPS = (
+    0, 61, 185, 40, 39, 37, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375,
+    78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308,
+)
+FACE_NOSE = (1, 2, 98, 327)
+FACE_RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173)
+FACE_LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
+FACE_NOSE_TIP = 1  # the canonical face model's nose tip
+
+# Left/right mirror permutation of the 468 face-mesh points: FACE_MIRROR[i] is the point whose
+# canonical position is the horizontal reflection of point i (an involution). Copied from
+# pose-format (MIT licence), pose_format/utils/holistic.py FLIPPED_FACE_POINTS (its first 468
+# entries), which derived it from MediaPipe's symmetric canonical_face_model.obj. Copied rather than
+# imported because that module imports mediapipe.
+FACE_MIRROR = (
+    0, 1, 2, 248, 4, 5, 6, 249, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+    250, 251, 252, 253, 254, 255, 256, 257, 258, 259, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269,
+    270, 271, 272, 273, 274, 275, 276, 277, 278, 279, 280, 281, 282, 283, 284, 285, 286, 287, 288, 289,
+    290, 291, 292, 293, 294, 295, 296, 297, 298, 299, 300, 301, 302, 303, 304, 305, 306, 307, 308, 309,
+    310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321, 322, 323, 94, 324, 325, 326, 327, 328,
+    329, 330, 331, 332, 333, 334, 335, 336, 337, 338, 339, 340, 341, 342, 343, 344, 345, 346, 347, 348,
+    349, 350, 351, 352, 353, 354, 355, 356, 357, 358, 359, 360, 361, 362, 363, 364, 365, 366, 367, 368,
+    369, 370, 371, 372, 373, 374, 375, 376, 377, 378, 379, 151, 152, 380, 381, 382, 383, 384, 385, 386,
+    387, 388, 389, 390, 164, 391, 392, 393, 168, 394, 395, 396, 397, 398, 399, 175, 400, 401, 402, 403,
+    404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 195, 419, 197, 420, 199,
+    200, 421, 422, 423, 424, 425, 426, 427, 428, 429, 430, 431, 432, 433, 434, 435, 436, 437, 438, 439,
+    440, 441, 442, 443, 444, 445, 446, 447, 448, 449, 450, 451, 452, 453, 454, 455, 456, 457, 458, 459,
+    460, 461, 462, 463, 464, 465, 466, 467, 3, 7, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+    30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
+    50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69,
+    70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89,
+    90, 91, 92, 93, 95, 96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110,
+    111, 112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127, 128, 129, 130,
+    131, 132, 133, 134, 135, 136, 137, 138, 139, 140, 141, 142, 143, 144, 145, 146, 147, 148, 149, 150,
+    153, 154, 155, 156, 157, 158, 159, 160, 161, 162, 163, 165, 166, 167, 169, 170, 171, 172, 173, 174,
+    176, 177, 178, 179, 180, 181, 182, 183, 184, 185, 186, 187, 188, 189, 190, 191, 192, 193, 194, 196,
+    198, 201, 202, 203, 204, 205, 206, 207, 208, 209, 210, 211, 212, 213, 214, 215, 216, 217, 218, 219,
+    220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234, 235, 236, 237, 238, 239,
+    240, 241, 242, 243, 244, 245, 246, 247,
+)
+
+# Presets: name -> ((component, points or None for all), ...), per layout. A preset is expanded in
+# the order given, so the islr-1st order is the solution's POINT_LANDMARKS order
+# (LIP + LHAND + RHAND + NOSE + REYE + LEYE = 40 + 21 + 21 + 4 + 16 + 16 = 118 points), which keeps
+# feature columns comparable with its published models.
+PRESETS: dict[str, dict[str, tuple[tuple[str, tuple | None], ...]]] = {
+    "holistic-543": {
+        "hands": (("left_hand", None), ("right_hand", None)),
+        "left-hand": (("left_hand", None),),
+        "right-hand": (("right_hand", None),),
+        "lips": (("face", FACE_LIPS),),
+        "eyes": (("face", FACE_RIGHT_EYE + FACE_LEFT_EYE),),
+        "nose": (("face", FACE_NOSE),),
+        # MediaPipe pose 0-24: face points, shoulders, elbows, wrists, hand points, hips (no legs).
+        "pose-upper": (("pose", tuple(range(25))),),
+        "pose": (("pose", None),),
+        "face": (("face", None),),
+        "all": (("face", None), ("left_hand", None), ("pose", None), ("right_hand", None)),
+        "islr-1st": (("face", FACE_LIPS), ("left_hand", None), ("right_hand", None),
+                     ("face", FACE_NOSE), ("face", FACE_RIGHT_EYE), ("face", FACE_LEFT_EYE)),
+    },
+}
+
+# Reference points for centering: name -> candidates tried in order, each a (component, points)
+# whose mean over the sequence is the centre; the first candidate with any detection wins.
+REFERENCES: dict[str, dict[str, tuple[tuple[str, tuple], ...]]] = {
+    "holistic-543": {
+        "nose": (("face", (FACE_NOSE_TIP,)), ("pose", ("NOSE",))),
+        "shoulders": (("pose", ("LEFT_SHOULDER", "RIGHT_SHOULDER")),),
+    },
+}
+
+
+def preset_names(layout: Layout | str) -> list[str]:
+    layout = get_layout(layout) if isinstance(layout, str) else layout
+    return sorted(PRESETS.get(layout.name, {}))
+
+
+def preset_indices(layout: Layout | str, name: str) -> np.ndarray:
+    """Global point indices of a preset, or of presets joined with '+' (``hands+lips+pose-upper``).
+
+    Points are kept in preset order; a point named twice is kept at its first place.
+    """
+    layout = get_layout(layout) if isinstance(layout, str) else layout
+    presets = PRESETS.get(layout.name, {})
+    parts = [p.strip() for p in str(name).split("+")]
+    out: list[np.ndarray] = []
+    for part in parts:
+        if part not in presets:
+            known = ", ".join(sorted(presets)) or "none"
+            raise ConfigError(f"unknown point preset {part!r} for layout {layout.name} (known: {known})")
+        for component, points in presets[part]:
+            out.append(layout.indices(component, None if points is None else list(points)))
+    idx = np.concatenate(out) if out else np.zeros(0, np.int64)
+    _, first = np.unique(idx, return_index=True)
+    return idx[np.sort(first)]
+
+
+def reference_indices(layout: Layout | str, name: str) -> list[np.ndarray]:
+    """Candidate point sets for a centering reference (``nose``, ``shoulders``), first choice first.
+
+    ``component:point`` (e.g. ``face:17``, the point the ISLR 1st-place solution centred on) names
+    one point directly.
+    """
+    layout = get_layout(layout) if isinstance(layout, str) else layout
+    if ":" in name:
+        component, point = name.split(":", 1)
+        return [layout.indices(component, [point])]
+    refs = REFERENCES.get(layout.name, {})
+    if name not in refs:
+        raise ConfigError(f"unknown reference {name!r} for layout {layout.name} "
+                          f"(known: {', '.join(sorted(refs)) or 'none'}, or component:point)")
+    return [layout.indices(c, list(p)) for c, p in refs[name]]
+
+
+def _swap_left_right(name: str) -> str:
+    return name.replace("LEFT", "\0").replace("RIGHT", "LEFT").replace("\0", "RIGHT")
+
+
+def mirror_indices(layout: Layout | str) -> np.ndarray:
+    """Permutation (P,) taking each point to its left/right mirror partner, for a true mirror flip.
+
+    Components ``left_X`` and ``right_X`` swap point for point; within a component, points named
+    ``LEFT_*``/``RIGHT_*`` (MediaPipe pose) swap by name; a 468-point ``face`` uses ``FACE_MIRROR``.
+    Every other point is its own mirror (it lies on the body's midline or has no known partner).
+    """
+    layout = get_layout(layout) if isinstance(layout, str) else layout
+    perm = np.arange(layout.num_points)
+    names = {c.name for c in layout.components}
+    for c in layout.components:
+        start = layout.offsets[c.name]
+        n = len(c.points)
+        for a, b in (("left_", "right_"), ("right_", "left_")):
+            if c.name.startswith(a) and b + c.name[len(a):] in names:
+                other = layout.component(b + c.name[len(a):])
+                if len(other.points) == n:
+                    perm[start:start + n] = layout.offsets[other.name] + np.arange(n)
+                break
+        else:
+            if c.name == "face" and n == len(FACE_MIRROR):
+                perm[start:start + n] = start + np.asarray(FACE_MIRROR)
+            else:
+                index = {p: i for i, p in enumerate(c.points)}
+                for i, p in enumerate(c.points):
+                    q = _swap_left_right(p)
+                    if q != p and q in index:
+                        perm[start + i] = start + index[q]
+    return perm
