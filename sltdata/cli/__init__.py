@@ -25,7 +25,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart")
+COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart", "sltdata.cli.stats")
 
 
 def _register() -> None:

@@ -1,0 +1,234 @@
+"""Draw one sequence as an animation (GIF, or MP4 when ffmpeg is installed) with matplotlib.
+
+One animation frame per sequence frame: the skeleton edges of the layout (MediaPipe hand and pose
+connections, from ``sltdata.layouts``) plus the face contour, undetected (NaN) points and any edge
+touching one left out. The title holds the label or phrase and a frame counter; the counter also
+keeps consecutive frames distinct, which matters because Pillow merges identical GIF frames.
+
+With a transform config the sequence is drawn twice, side by side: raw, and after the transform
+pipeline (``sltdata.transforms``), so a user can see what normalization or an augmentation does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sltdata.errors import ConfigError
+from sltdata.layouts import Layout, get_layout
+from sltdata.sequence import Sequence
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 30.0  # the Kaggle ISLR / fingerspelling recordings are ~30 fps and carry no fps field
+
+# MediaPipe FACEMESH_CONTOURS (lips, eyes, eyebrows, face oval): index pairs copied as data from
+# mediapipe/python/solutions/face_mesh_connections.py (Apache-2.0, Copyright 2020 The MediaPipe Authors).
+FACEMESH_LIPS = (
+    (61, 146), (146, 91), (91, 181), (181, 84), (84, 17), (17, 314), (314, 405), (405, 321), (321, 375),
+    (375, 291), (61, 185), (185, 40), (40, 39), (39, 37), (37, 0), (0, 267), (267, 269), (269, 270),
+    (270, 409), (409, 291), (78, 95), (95, 88), (88, 178), (178, 87), (87, 14), (14, 317), (317, 402),
+    (402, 318), (318, 324), (324, 308), (78, 191), (191, 80), (80, 81), (81, 82), (82, 13), (13, 312),
+    (312, 311), (311, 310), (310, 415), (415, 308),
+)
+FACEMESH_LEFT_EYE = (
+    (263, 249), (249, 390), (390, 373), (373, 374), (374, 380), (380, 381), (381, 382), (382, 362),
+    (263, 466), (466, 388), (388, 387), (387, 386), (386, 385), (385, 384), (384, 398), (398, 362),
+)
+FACEMESH_LEFT_EYEBROW = ((276, 283), (283, 282), (282, 295), (295, 285), (300, 293), (293, 334),
+                         (334, 296), (296, 336))
+FACEMESH_RIGHT_EYE = (
+    (33, 7), (7, 163), (163, 144), (144, 145), (145, 153), (153, 154), (154, 155), (155, 133),
+    (33, 246), (246, 161), (161, 160), (160, 159), (159, 158), (158, 157), (157, 173), (173, 133),
+)
+FACEMESH_RIGHT_EYEBROW = ((46, 53), (53, 52), (52, 65), (65, 55), (70, 63), (63, 105), (105, 66), (66, 107))
+FACEMESH_FACE_OVAL = (
+    (10, 338), (338, 297), (297, 332), (332, 284), (284, 251), (251, 389), (389, 356), (356, 454),
+    (454, 323), (323, 361), (361, 288), (288, 397), (397, 365), (365, 379), (379, 378), (378, 400),
+    (400, 377), (377, 152), (152, 148), (148, 176), (176, 149), (149, 150), (150, 136), (136, 172),
+    (172, 58), (58, 132), (132, 93), (93, 234), (234, 127), (127, 162), (162, 21), (21, 54),
+    (54, 103), (103, 67), (67, 109), (109, 10),
+)
+FACEMESH_CONTOURS = (FACEMESH_LIPS + FACEMESH_LEFT_EYE + FACEMESH_LEFT_EYEBROW + FACEMESH_RIGHT_EYE
+                     + FACEMESH_RIGHT_EYEBROW + FACEMESH_FACE_OVAL)
+
+COMPONENT_COLORS = {"face": "0.55", "left_hand": "tab:red", "right_hand": "tab:blue", "pose": "tab:green"}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One side of the animation: x/y per frame and the edges between its points."""
+
+    name: str
+    xy: np.ndarray  # float32 (frames, points, 2); NaN = not drawn
+    edges: np.ndarray  # int (E, 2), indices into the points axis
+    colors: np.ndarray  # (points,) matplotlib colour strings
+
+
+def layout_edges(layout: Layout) -> np.ndarray:
+    """Skeleton edges of a layout plus the MediaPipe face contour when it has a 468-point face."""
+    edges = [layout.edges()]
+    if any(c.name == "face" and len(c.points) == 468 for c in layout.components):
+        edges.append(np.asarray(FACEMESH_CONTOURS, dtype=np.int64) + layout.offsets["face"])
+    return np.concatenate(edges).reshape(-1, 2)
+
+
+def layout_colors(layout: Layout) -> np.ndarray:
+    return np.concatenate([np.full(len(c.points), COMPONENT_COLORS.get(c.name, "k"), dtype=object)
+                           for c in layout.components])
+
+
+def raw_panel(seq: Sequence) -> Panel:
+    layout = get_layout(seq.layout)
+    return Panel("raw", seq.landmarks[:, :, :2], layout_edges(layout), layout_colors(layout))
+
+
+def subset_panel(name: str, xy: np.ndarray, points: np.ndarray, layout: Layout) -> Panel:
+    """A panel of a subset of a layout's points (``points`` = their global indices, in order)."""
+    points = np.asarray(points, dtype=np.int64)
+    pos = np.full(layout.num_points, -1, dtype=np.int64)
+    pos[points] = np.arange(len(points))
+    edges = layout_edges(layout)
+    edges = pos[edges]
+    edges = edges[(edges >= 0).all(axis=1)]
+    return Panel(name, xy, edges, layout_colors(layout)[points])
+
+
+def _limits(xy: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    finite = xy[np.isfinite(xy).all(axis=-1)]
+    if finite.size == 0:
+        return (0.0, 1.0), (0.0, 1.0)
+    lo, hi = finite.min(axis=0), finite.max(axis=0)
+    pad = np.maximum((hi - lo) * 0.05, 1e-3)
+    return (float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+
+
+def _frame_artists(panel: Panel, i: int) -> tuple[np.ndarray, list, np.ndarray]:
+    """Points, edge segments and colours of frame i (the last frame held when a panel is shorter)."""
+    xy = panel.xy[min(i, len(panel.xy) - 1)] if len(panel.xy) else np.zeros((0, 2), np.float32)
+    ok = np.isfinite(xy).all(axis=1)
+    e = panel.edges[ok[panel.edges].all(axis=1)] if len(panel.edges) else panel.edges
+    segments = np.stack([xy[e[:, 0]], xy[e[:, 1]]], axis=1) if len(e) else np.zeros((0, 2, 2))
+    return xy[ok], list(segments), panel.colors[ok]
+
+
+def animate(panels: list[Panel], out: str | Path, title: str, fps: float = DEFAULT_FPS) -> Path:
+    """Write panels side by side as an animation with max(frames) animation frames."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+    from matplotlib.collections import LineCollection
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".gif":
+        writer = animation.PillowWriter(fps=fps)
+    elif suffix == ".mp4":
+        if not animation.FFMpegWriter.isAvailable():
+            raise ConfigError(f"{out}: writing .mp4 needs ffmpeg on PATH (not found); write a .gif instead")
+        writer = animation.FFMpegWriter(fps=fps)
+    else:
+        raise ConfigError(f"{out}: unknown animation format {out.suffix!r} (use .gif or .mp4)")
+    n = max(len(p.xy) for p in panels)
+    if n == 0:
+        raise ConfigError(f"{title}: the sequence has no frames to draw")
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.8), squeeze=False)
+    artists = []
+    for ax, panel in zip(axes[0], panels):
+        (x0, x1), (y0, y1) = _limits(panel.xy)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)  # image coordinates: y grows downwards
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(panel.name, fontsize=10)
+        lines = LineCollection([], linewidths=1.0, colors="0.3")
+        ax.add_collection(lines)
+        dots = ax.scatter([], [], s=4)
+        artists.append((lines, dots))
+    suptitle = fig.suptitle("", fontsize=9)
+
+    def draw(i: int):
+        for panel, (lines, dots) in zip(panels, artists):
+            pts, segs, colors = _frame_artists(panel, i)
+            lines.set_segments(segs)
+            dots.set_offsets(pts if len(pts) else np.zeros((0, 2)))
+            dots.set_color(list(colors) if len(colors) else "k")
+        suptitle.set_text(f"{title}  —  frame {i + 1}/{n}")
+        return [a for pair in artists for a in pair] + [suptitle]
+
+    anim = animation.FuncAnimation(fig, draw, frames=n, blit=False, repeat=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    try:
+        anim.save(tmp, writer=writer, dpi=80)
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def sequence_title(seq: Sequence) -> str:
+    what = seq.label if seq.label is not None else (repr(seq.text) if seq.text is not None else "")
+    who = f"participant {seq.participant}" if seq.participant else ""
+    return "  ".join(s for s in (seq.key, what, who) if s)
+
+
+def transformed_panel(seq: Sequence, config) -> Panel:
+    """The sequence after a transform pipeline, as points of the layout again.
+
+    Uses ``sltdata.transforms`` (docs/interfaces.md): features are (T, D) with the selected points'
+    coordinates first, then motion features; only the real frames (mask) are drawn.
+    """
+    from sltdata.transforms import build_pipeline, load_transform_config
+
+    cfg = load_transform_config(config)
+    pipe = build_pipeline(cfg, layout=seq.layout)
+    features, mask = pipe(seq.landmarks, rng=None, train=False)
+    layout = get_layout(seq.layout)
+    points = _selected_points(pipe, cfg, layout)
+    coords = _coords_per_point(pipe, cfg, len(points))
+    xy = np.asarray(features, dtype=np.float32)[np.asarray(mask, dtype=bool)]
+    xy = xy[:, :len(points) * coords].reshape(len(xy), len(points), coords)[:, :, :2]
+    return subset_panel("transformed", xy, points, layout)
+
+
+def _selected_points(pipe, cfg, layout: Layout) -> np.ndarray:
+    for attr in ("points", "point_indices", "indices"):
+        v = getattr(pipe, attr, None)
+        if v is not None and not callable(v):
+            return np.asarray(v, dtype=np.int64)
+    from sltdata.layouts import preset_indices
+
+    return np.asarray(preset_indices(layout, cfg.preset), dtype=np.int64)
+
+
+def _coords_per_point(pipe, cfg, n_points: int) -> int:
+    for obj in (pipe, cfg):
+        for attr in ("coords", "num_coords", "dims"):
+            v = getattr(obj, attr, None)
+            if isinstance(v, int):
+                return v
+            if isinstance(v, (tuple, list, str)):
+                return len(v)
+    return 3 if pipe.feature_dim % (3 * n_points) == 0 else 2
+
+
+def view_sequence(store: str | Path, key: str, out: str | Path, transform=None, fps: float | None = None) -> Path:
+    """Draw the sequence ``key`` of a store into ``out`` (.gif / .mp4); raw, or raw beside transformed."""
+    from sltdata.store import Store
+
+    seq = Store(store).get(key)
+    panels = [raw_panel(seq)]
+    if transform is not None:
+        panels.append(transformed_panel(seq, transform))
+    return animate(panels, out, sequence_title(seq), fps=fps or seq.fps or DEFAULT_FPS)
