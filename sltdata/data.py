@@ -1,0 +1,231 @@
+"""The training data loader: a torch DataLoader over a webdataset pipeline of sltdata shards.
+
+The pipeline, stage by stage (webdataset's small generators, with sltdata's own where a check is
+needed)::
+
+    shard list (index order; shuffled by seed+epoch when train)
+      -> this rank's shards (every rank shuffles the same way, then takes shards[rank::world_size],
+         so ranks read disjoint shards under torchrun)
+      -> this DataLoader worker's shards (webdataset.split_by_worker)
+      -> tar expand (webdataset.tar_file_iterator + group_by_keys), counting samples per shard
+      -> decode: npy with no pickle, json
+      -> transforms (sltdata.transforms pipeline; augmentations only when train, each sample's rng
+         from sample_rng(seed, key, epoch) so draws do not depend on the worker that reads it)
+      -> sample shuffle buffer (seeded per seed, epoch, rank and worker)
+      -> batch: pad, mask, lengths, targets
+
+A damaged shard (bad tar, bad npy, fewer samples than the index says) raises one ``ShardError``
+naming the file, from any worker. Reading checks nothing heavier than the tar itself; ``sltdata
+verify`` checks every sha256.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import re
+from functools import partial
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader
+from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+from sltdata.errors import ConfigError
+from sltdata.shards import ShardError, ShardIndex
+
+__all__ = ["ShardIndex", "ShardError", "loader", "load_npy", "collate"]
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # padding of text targets and missing labels (torch's cross-entropy/CTC ignore value)
+
+
+def load_npy(data: bytes) -> np.ndarray:
+    """An ``np.save`` buffer as a read-only array over the bytes (no copy). Never unpickles: object
+    dtypes are refused, as ``np.load(..., allow_pickle=False)`` refuses them."""
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    if dtype.hasobject:
+        raise ValueError("npy holds Python objects (would need pickle); refusing to load it")
+    count = int(np.prod(shape)) if shape else 1
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def _decode(sample: dict) -> dict:
+    meta = json.loads(sample["json"])
+    out = {"key": meta["key"], "meta": meta, "landmarks": load_npy(sample["landmarks.npy"])}
+    if "mask.npy" in sample:
+        out["mask"] = load_npy(sample["mask.npy"])
+    return out
+
+
+def _expand(sources, expected: dict[str, int], where: str):
+    """Tar expansion with the shard named in every error, and a sample-count check at the end."""
+    for src in sources:
+        url = src["url"]
+        n = 0
+        try:
+            with open(url, "rb") as f:
+                files = ({**fs, "__url__": url} for fs in tar_file_iterator(f))
+                for sample in group_by_keys(files):
+                    decoded = _decode(sample)
+                    n += 1
+                    yield decoded
+        except ShardError:
+            raise
+        except Exception as e:  # anything a damaged tar/npy/json raises; named, then re-raised once
+            reason = str(e.args[0]).split(" @ ")[0] if e.args else type(e).__name__
+            raise ShardError(f"{url}: corrupted or truncated shard ({type(e).__name__}: {reason}); "
+                             f"run `sltdata verify {where}`") from None
+        want = expected.get(url)
+        if want is not None and n != want:
+            raise ShardError(f"{url}: {n} samples read, index says {want} (truncated shard?); "
+                             f"run `sltdata verify {where}`")
+
+
+def _transform(samples, cfg, pipelines: dict, seed: int, epoch: int, train: bool):
+    from sltdata.transforms import build_pipeline, sample_rng
+
+    for s in samples:
+        layout = s["meta"]["layout"]
+        if layout not in pipelines:
+            pipelines[layout] = build_pipeline(cfg, layout=layout)
+        rng = sample_rng(seed, s["key"], epoch) if train else None
+        features, mask = pipelines[layout](s["landmarks"], rng=rng, train=train)
+        yield {**s, "landmarks": features, "mask": np.asarray(mask, dtype=bool)}
+
+
+def _shuffle(samples, bufsize: int, seed: int, epoch: int, rank: int):
+    info = torch.utils.data.get_worker_info()
+    worker = info.id if info is not None else 0
+    rng = random.Random(f"sltdata-{seed}-{epoch}-{rank}-{worker}")
+    yield from wds.filters.shuffle(bufsize, initial=min(bufsize, 100), rng=rng)(samples)
+
+
+def collate(samples: list[dict], target: str | None, labels: dict | None, characters: dict | None) -> dict:
+    """Pad a list of decoded samples into a batch (see ``loader``)."""
+    n = len(samples)
+    arrays = [s["landmarks"] for s in samples]
+    t_max = max(a.shape[0] for a in arrays)
+    x = np.zeros((n, t_max, *arrays[0].shape[1:]), dtype=np.float32)
+    mask = np.zeros((n, t_max), dtype=bool)
+    for i, (s, a) in enumerate(zip(samples, arrays)):
+        if a.shape[1:] != x.shape[2:]:
+            raise ShardError(f"sample {s['key']}: shape {a.shape} does not batch with {x.shape[1:]} "
+                             "(mixed layouts need transforms that select the same points)")
+        x[i, :a.shape[0]] = a
+        if "mask" in s:
+            mask[i, :a.shape[0]] = s["mask"]
+        else:
+            mask[i, :a.shape[0]] = True
+    np.nan_to_num(x, copy=False, nan=0.0)  # undetected points -> 0; the mask says which frames are real
+    batch = {"landmarks": torch.from_numpy(x), "mask": torch.from_numpy(mask),
+             "lengths": torch.from_numpy(mask.sum(axis=1).astype(np.int64)),
+             "key": [s["key"] for s in samples], "text": [s["meta"].get("text") for s in samples]}
+    if target == "label":
+        ids = [labels.get(s["meta"].get("label"), IGNORE_INDEX) if s["meta"].get("label") is not None
+               else IGNORE_INDEX for s in samples]
+        batch["target"] = torch.tensor(ids, dtype=torch.int64)
+    elif target == "text":
+        seqs = [[characters[c] for c in (t or "") if c in characters] for t in batch["text"]]
+        width = max((len(q) for q in seqs), default=0)
+        y = np.full((n, width), IGNORE_INDEX, dtype=np.int64)
+        for i, q in enumerate(seqs):
+            y[i, :len(q)] = q
+        batch["target"] = torch.from_numpy(y)
+        batch["target_lengths"] = torch.tensor([len(q) for q in seqs], dtype=torch.int64)
+    return batch
+
+
+def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This process's rank and the world size: as given, else torch.distributed, else torchrun's env."""
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise ConfigError("loader: give both rank and world_size, or neither")
+        return int(rank), int(world_size)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+_SHARD_ERROR_LINE = re.compile(r"ShardError: (.*)$", re.MULTILINE)
+
+
+class ShardLoader(DataLoader):
+    """A DataLoader that turns a worker's ShardError (re-raised by torch with the worker's whole
+    traceback) back into one line naming the shard."""
+
+    def __iter__(self):
+        try:
+            yield from super().__iter__()
+        except ShardError as e:
+            found = _SHARD_ERROR_LINE.findall(str(e))
+            if found and "\n" in str(e):
+                raise ShardError(found[-1]) from None
+            raise
+
+
+def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_buffer: int = 1000,
+           num_workers: int = 0, seed: int = 0, epoch: int = 0, target: str | None = "auto",
+           train: bool = True, rank: int | None = None, world_size: int | None = None,
+           drop_last: bool = False) -> DataLoader:
+    """A DataLoader over the shards of ``folds`` (names; None = every fold, not ``test``).
+
+    ``shards``: a shard directory, its index.json, or a ShardIndex. ``transforms``: a transform config
+    (path, dict, TransformConfig) or None for raw landmarks. ``target``: "label" (class ids), "text"
+    (character ids padded with -100, plus ``target_lengths``), None, or "auto" (label when the index
+    has a label map, else text when it has a character map). ``train`` shuffles shards and samples
+    and runs augmentations; ``train=False`` reads in index order, deterministically.
+
+    Each batch is a dict: ``landmarks`` float32 (B, T, P, 3) raw with NaN -> 0, or (B, T, D) features;
+    ``mask`` bool (B, T) True = real frame; ``lengths`` int64 (B,) real frames per sample; ``target``;
+    ``target_lengths`` (text); ``key`` and ``text`` lists.
+    """
+    idx = shards if isinstance(shards, ShardIndex) else ShardIndex.open(shards)
+    if transforms is not None and idx.transform is not None:
+        raise ConfigError(f"{idx.path}: shards already hold transformed features; load them with transforms=None")
+    if target == "auto":
+        target = "label" if idx.labels else ("text" if idx.characters else None)
+    if target == "label" and not idx.labels:
+        raise ConfigError(f"{idx.path}: target='label' but the shards have no label map")
+    if target == "text" and not idx.characters:
+        raise ConfigError(f"{idx.path}: target='text' but the shards have no character map")
+    if target not in ("label", "text", None):
+        raise ConfigError(f"loader: target must be 'label', 'text', None or 'auto' (got {target!r})")
+    if batch_size < 1:
+        raise ConfigError("loader: batch_size must be positive")
+    rank, world_size = _dist_info(rank, world_size)
+    urls = idx.shards_for(folds)
+    if train:
+        order = np.random.default_rng([seed, epoch]).permutation(len(urls))
+        urls = [urls[i] for i in order]
+    if world_size > 1:
+        if len(urls) < world_size:
+            raise ShardError(f"{idx.path}: {len(urls)} shard(s) cannot feed {world_size} ranks; "
+                             "re-shard with a smaller --max-samples-per-shard")
+        urls = urls[rank::world_size]
+    stages = [wds.SimpleShardList(urls), wds.split_by_worker,
+              partial(_expand, expected=idx.expected_samples(), where=str(idx.path))]
+    if transforms is not None:
+        from sltdata.transforms import build_pipeline, load_transform_config
+
+        cfg = load_transform_config(transforms)
+        pipelines = {name: build_pipeline(cfg, layout=name) for name in idx.layouts}
+        stages.append(partial(_transform, cfg=cfg, pipelines=pipelines, seed=seed, epoch=epoch, train=train))
+    if train and shuffle_buffer > 1:
+        stages.append(partial(_shuffle, bufsize=shuffle_buffer, seed=seed, epoch=epoch, rank=rank))
+    collation = partial(collate, target=target, labels=idx.labels, characters=idx.characters)
+    stages.append(wds.batched(batch_size, collation_fn=collation, partial=not drop_last))
+    return ShardLoader(wds.DataPipeline(*stages), batch_size=None, num_workers=num_workers)
