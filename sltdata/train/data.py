@@ -1,0 +1,168 @@
+"""Where the loop's batches come from: shards through ``sltdata.data.loader``, or plain tensors.
+
+Both sources give the loop the same thing: an iterable of batch dicts per (split, epoch, rank), and a
+``to_device`` step that moves a batch to the accelerator and produces ``batch["features"]`` (B, T, D)
+and ``batch["mask"]`` (B, T). With ``augment_on: device`` (the default when
+``sltdata.transforms.torch_ops.BatchAugment`` exists) the loader only reads and pads raw landmarks and
+the transforms and augmentations run batched on the device, so data loading stays cheap (the ISLR
+issue's "loader never the limit" goal).
+
+Splits are ``train`` (every fold but the validation fold), ``val`` (``fold{val_fold}``) and ``test``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from sltdata.errors import ConfigError
+from sltdata.train.base import DatasetInfo
+from sltdata.train.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def _move(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+class TensorData:
+    """In-memory features: (N, T, D) float32, (N, T) bool mask, (N,) or (N, L) targets.
+
+    For tests, notebooks and model-only benchmarks; shuffling is a seeded permutation per epoch and
+    ranks take every ``world_size``-th sample, so runs are reproducible and resumable.
+    """
+
+    def __init__(self, features: torch.Tensor, mask: torch.Tensor, target: torch.Tensor | None,
+                 splits: dict[str, np.ndarray], info: DatasetInfo, keys: list[str] | None = None,
+                 seed: int = 0):
+        self.features, self.mask, self.target = features, mask, target
+        self.splits = {k: np.asarray(v) for k, v in splits.items()}
+        self.info = info
+        self.keys = keys or [f"s{i}" for i in range(len(features))]
+        self.seed = seed
+
+    def num_samples(self, split: str) -> int:
+        return len(self._indices(split))
+
+    def _indices(self, split: str) -> np.ndarray:
+        if split not in self.splits:
+            raise ConfigError(f"no {split!r} split (have: {', '.join(self.splits)})")
+        return self.splits[split]
+
+    def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
+                world_size: int = 1, drop_last: bool = False) -> Iterator[dict]:
+        idx = self._indices(split)
+        if train:
+            idx = np.random.default_rng([self.seed, epoch]).permutation(idx)
+        idx = idx[rank::world_size]
+        stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
+        for i in range(0, stop, batch_size):
+            j = torch.as_tensor(idx[i:i + batch_size])
+            b = {"landmarks": self.features[j], "mask": self.mask[j], "lengths": self.mask[j].sum(1),
+                 "key": [self.keys[k] for k in j.tolist()]}
+            if self.target is not None:
+                b["target"] = self.target[j]
+            yield b
+
+    def to_device(self, batch: dict, device: torch.device, generator: torch.Generator | None,
+                  train: bool) -> dict:
+        b = _move(batch, device)
+        b["features"] = b["landmarks"]
+        return b
+
+
+class ShardData:
+    """Shards written by ``sltdata shard`` (``index.json`` + ``{split}-{i:06d}.tar``), read through
+    ``sltdata.data.loader`` with the run's transform config."""
+
+    def __init__(self, path: str | Path, cfg: RunConfig, target: str | None):
+        from sltdata.data import ShardIndex
+        from sltdata.transforms import build_pipeline, load_transform_config
+
+        self.path = Path(path)
+        self.index = ShardIndex.open(self.path)
+        index_file = self.path / "index.json" if self.path.is_dir() else self.path
+        self.meta = json.loads(index_file.read_text())
+        self.cfg, self.target = cfg, target
+        layouts = self.meta.get("layouts") or ["holistic-543"]
+        self.layout = layouts[0]
+        pre = self.meta.get("transform")
+        if pre:  # shards already hold features: the loader passes them through untouched
+            if cfg.transforms:
+                log.warning("shards hold transformed features (%s); the config's transforms are ignored", index_file)
+            self.tcfg = load_transform_config(pre)
+            self.device_aug, self.loader_transforms = False, None
+        else:
+            self.tcfg = load_transform_config(cfg.transforms or None)
+            self.device_aug = cfg.data.augment_on == "device" or (
+                cfg.data.augment_on == "auto" and _batch_augment_available())
+            self.loader_transforms = None if self.device_aug else self.tcfg
+        pipe = build_pipeline(self.tcfg, layout=self.layout)
+        self.info = DatasetInfo(feature_dim=int(pipe.feature_dim), max_length=pipe.max_length,
+                                labels=self.meta.get("labels"), characters=self.meta.get("characters"),
+                                layout=self.layout, transform=self.tcfg.to_dict())
+        self._aug = None
+        folds = self.meta.get("folds")
+        self.fold_names = [f"fold{i}" for i in range(int(folds))] if folds else sorted(
+            s for s in self.meta.get("splits", {}) if s.startswith("fold"))
+
+    def split_names(self, split: str) -> list[str]:
+        vf = self.cfg.data.val_fold
+        if vf is not None and f"fold{vf}" not in self.fold_names:
+            raise ConfigError(f"--val-fold {vf}: {self.path} has folds {', '.join(self.fold_names)}")
+        if split == "train":
+            return [f for f in self.fold_names if vf is None or f != f"fold{vf}"]
+        if split == "val":
+            return [] if vf is None else [f"fold{vf}"]
+        if split == "test":
+            if "test" not in self.meta.get("splits", {}):
+                raise ConfigError(f"{self.path} has no held-out test split")
+            return ["test"]
+        if split in self.meta.get("splits", {}):
+            return [split]
+        raise ConfigError(f"unknown split {split!r} (train, val, test, or one of {', '.join(self.meta.get('splits', {}))})")
+
+    def num_samples(self, split: str) -> int:
+        names = set(self.split_names(split))
+        return sum(int(s["samples"]) for s in self.meta.get("shards", []) if s["split"] in names)
+
+    def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
+                world_size: int = 1, drop_last: bool = False) -> Iterable[dict]:
+        from sltdata.data import loader
+
+        names = self.split_names(split)
+        if not names:
+            return iter(())
+        d = self.cfg.data
+        return loader(self.path, folds=names, transforms=self.loader_transforms, batch_size=batch_size,
+                      shuffle_buffer=d.shuffle_buffer if train else 0, num_workers=d.num_workers,
+                      seed=self.cfg.train.seed, epoch=epoch, target=self.target, train=train,
+                      rank=rank if world_size > 1 else None, world_size=world_size if world_size > 1 else None,
+                      drop_last=drop_last)
+
+    def to_device(self, batch: dict, device: torch.device, generator: torch.Generator | None,
+                  train: bool) -> dict:
+        b = _move(batch, device)
+        if self.device_aug:
+            if self._aug is None:
+                from sltdata.transforms.torch_ops import BatchAugment
+                self._aug = BatchAugment(self.tcfg, layout=self.layout, device=str(device))
+            b["features"], b["mask"] = self._aug(b["landmarks"].float(), b["mask"], generator=generator,
+                                                 train=train)
+        else:
+            b["features"] = b["landmarks"]
+        return b
+
+
+def _batch_augment_available() -> bool:
+    try:
+        from sltdata.transforms.torch_ops import BatchAugment  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,89 @@
+"""Run directories: train into one, and evaluate / export from one without the training data's
+config at hand (everything needed is saved there: config.yaml, dataset.json, checkpoints/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sltdata.errors import ConfigError
+from sltdata.train import checkpoint as ckpt
+from sltdata.train.base import DatasetInfo, Trainer
+from sltdata.train.config import RunConfig, load_config
+from sltdata.train.registry import get_trainer
+
+
+def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str | Path | dict | None = None,
+          overrides: list[str] | None = None, *, val_fold: int | None = None, epochs: int | None = None,
+          test: bool = False, resume: bool = False, progress=None) -> dict:
+    """What ``sltdata train`` does: resolve the config, open the shards, run the loop."""
+    from sltdata.train.data import ShardData
+    from sltdata.train.loop import fit
+
+    out = Path(out)
+    trainer = get_trainer(trainer_name)
+    if resume:
+        if not (out / "config.yaml").is_file():
+            raise ConfigError(f"{out}: no run to resume (config.yaml missing)")
+        config = out / "config.yaml"  # the run's own resolved config; overrides still apply
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: run directory is not empty (use --resume to continue it)")
+    extra = list(overrides or [])
+    if val_fold is not None:
+        extra.append(f"data.val_fold={val_fold}")
+    if epochs is not None:
+        extra.append(f"train.epochs={epochs}")
+    cfg = load_config(config, extra, model_class=trainer.config_class)
+    cfg.trainer = trainer_name
+    data = ShardData(data_dir, cfg, trainer.target)
+    return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Trainer, RunConfig, DatasetInfo, nn.Module]:
+    """Rebuild the trainer, config, dataset info and model (weights loaded) of a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    trainer = get_trainer(cfg.trainer)
+    info = DatasetInfo.load(run_dir / "dataset.json")
+    model = trainer.build(cfg.model, info)
+    ckpt.load_weights(model, ckpt.checkpoint_dir(run_dir) / f"{checkpoint}.safetensors")
+    return trainer, cfg, info, model.eval()
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test", checkpoint: str = "best",
+                 out: str | Path | None = None, device: str = "auto") -> tuple[dict, Path]:
+    """Metrics of a run's checkpoint on one split; writes metrics.json and the trainer's reports."""
+    from sltdata.train.data import ShardData
+    from sltdata.train.loop import evaluate, setup_distributed
+
+    trainer, cfg, info, model = load_run(run_dir, checkpoint)
+    data = ShardData(data_dir, cfg, trainer.target)
+    data.info = info  # the run's label map, not re-derived
+    _, dev = setup_distributed(device)
+    metrics, outputs = evaluate(trainer, model.to(dev), data, split, cfg, dev)
+    if not metrics:
+        raise ConfigError(f"{data_dir}: split {split!r} is empty")
+    out = Path(out) if out else Path(run_dir) / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.write_report(outputs, info, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics, out
+
+
+def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,
+               checkpoint: str = "best") -> tuple[Path, float | None]:
+    """Export a run's model; for ONNX also returns the max logit difference against PyTorch."""
+    trainer, cfg, info, model = load_run(run_dir, checkpoint)
+    path = Path(out) if out else Path(run_dir) / f"model.{format}"
+    path = trainer.export(model, info, path, format, cfg.model)
+    diff = None
+    if format == "onnx":
+        from sltdata.train.export import check_onnx
+        with torch.no_grad():
+            diff = check_onnx(model, info, path)
+    return path, diff
