@@ -1,0 +1,211 @@
+"""`sltdata extract`: videos (or image folders) to MediaPipe Holistic ``.pose`` files, resumable.
+
+Each input becomes ``OUT/<stem>.pose`` with the header pose-format's ``load_holistic`` writes (its own
+``holistic_components``), so ``sltdata ingest pose`` maps it into ``holistic-543`` with no special case.
+A file is written under a temporary name and renamed when complete: an existing ``<stem>.pose`` is a
+finished one and a re-run skips it. An input that cannot be read (not a video, truncated, no frames)
+goes to ``OUT/quarantine.jsonl`` with its reason and the others go on.
+
+With ``workers > 1`` each worker process builds its own Holistic instance once (MediaPipe graphs are
+not shareable across processes) and takes whole videos; frames of one video stay in order on one
+instance because Holistic tracks from frame to frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sltdata.errors import SourceError
+from sltdata.extract.backends import HolisticConfig, make_holistic, resolve_backend
+from sltdata.extract.video import VideoInput, find_inputs, open_video
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_FILE = "quarantine.jsonl"
+TMP_MARK = ".pose.tmp-"
+
+__all__ = ["ExtractResult", "HolisticConfig", "Outcome", "extract", "extract_video", "find_inputs",
+           "holistic_pose", "QUARANTINE_FILE"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stem: str
+    video: str
+    status: str  # written | skipped | quarantined
+    frames: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class ExtractResult:
+    out: Path
+    backend: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def frames(self) -> int:
+        return sum(o.frames for o in self.outcomes if o.status == "written")
+
+    @property
+    def quarantined(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "quarantined"]
+
+    def summary(self) -> str:
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (f"{len(self.outcomes)} inputs, {self.count('written')} written, {self.count('skipped')} skipped "
+                f"(already done), {self.count('quarantined')} quarantined -> {self.out} "
+                f"({self.frames} frames, {rate:.1f} frames/s, {self.backend} backend)")
+
+
+def holistic_pose(points: np.ndarray, confidence: np.ndarray, fps: float, width: int, height: int,
+                  face_points: int):
+    """A pose-format ``Pose`` with exactly the header ``pose_format.utils.holistic.load_holistic`` writes.
+
+    ``points`` (frames, P, 3) and ``confidence`` (frames, P) are in pose-format's holistic order.
+    """
+    from pose_format import Pose
+    from pose_format.numpy import NumPyPoseBody
+    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
+    from pose_format.utils.holistic import holistic_components  # imports mediapipe, as extract needs it anyway
+
+    header = PoseHeader(version=0.2, dimensions=PoseHeaderDimensions(width=width, height=height, depth=0),
+                        components=holistic_components("XYZC", face_points - 468))
+    body = NumPyPoseBody(fps=fps, data=points[:, None].astype(np.float32),
+                         confidence=confidence[:, None].astype(np.float32))
+    return Pose(header, body)
+
+
+def _truncated(decoded: int, reported: int) -> bool:
+    """Fewer frames decoded than the container promises, beyond its usual estimate slack."""
+    return reported > 0 and decoded + max(2, reported // 50) < reported
+
+
+def extract_video(video: VideoInput, out_dir: Path, holistic, fps: float | None = None,
+                  on_frame: Callable[[], None] | None = None) -> Outcome:
+    """Run ``holistic`` over one input and write ``out_dir/<stem>.pose``; unreadable input -> quarantined."""
+    start = time.perf_counter()
+    target = out_dir / f"{video.stem}.pose"
+    if target.exists():
+        return Outcome(video.stem, str(video.path), "skipped")
+    try:
+        info, frames = open_video(video, fps)
+        holistic.next_video()
+        points, conf = [], []
+        for i, rgb in enumerate(frames):
+            p, c = holistic.process(rgb, int(round(i * 1000.0 / info.fps)))
+            points.append(p)
+            conf.append(c)
+            if on_frame is not None:
+                on_frame()
+        if not points:
+            raise SourceError(video.path, "no frames decoded (empty, truncated or not a video)")
+        if _truncated(frames.decoded, info.frames):
+            raise SourceError(video.path, f"truncated: decoded {frames.decoded} of {info.frames} frames")
+    except SourceError as e:
+        return Outcome(video.stem, str(video.path), "quarantined", seconds=time.perf_counter() - start,
+                       reason=e.reason)
+    pose = holistic_pose(np.stack(points), np.stack(conf), info.fps, info.width, info.height, holistic.face_points)
+    tmp = out_dir / f".{video.stem}{TMP_MARK}{os.getpid()}"
+    with open(tmp, "wb") as f:
+        pose.write(f)
+    os.replace(tmp, target)
+    return Outcome(video.stem, str(video.path), "written", frames=len(points), seconds=time.perf_counter() - start)
+
+
+# One Holistic per worker process, made by the pool's initializer.
+_WORKER_HOLISTIC = None
+
+
+def _worker_init(config: HolisticConfig) -> None:
+    global _WORKER_HOLISTIC
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    _WORKER_HOLISTIC = make_holistic(config)
+
+
+def _worker_run(video: VideoInput, out_dir: str, fps: float | None) -> Outcome:
+    return extract_video(video, Path(out_dir), _WORKER_HOLISTIC, fps)
+
+
+def _write_quarantine(out_dir: Path, outcomes: list[Outcome]) -> None:
+    """This run's quarantined inputs, sorted (a clean re-run leaves no stale entries behind)."""
+    path = out_dir / QUARANTINE_FILE
+    bad = sorted((o for o in outcomes if o.status == "quarantined"), key=lambda o: o.stem)
+    if not bad:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for o in bad:
+            f.write(json.dumps({"video": o.video, "pose": f"{o.stem}.pose", "reason": o.reason}) + "\n")
+    os.replace(tmp, path)
+
+
+def extract(source: Path | str, out: Path | str, config: HolisticConfig = HolisticConfig(), workers: int = 1,
+            fps: float | None = None, progress: Callable[[int, int], None] | None = None) -> ExtractResult:
+    """Extract every input under ``source`` (folder, CSV with video_path, or one video) into ``out``.
+
+    ``progress(frames, videos)`` is called with increments as work completes (per frame with one
+    worker, per video with several).
+    """
+    if fps is not None and fps <= 0:
+        from sltdata.errors import ConfigError
+
+        raise ConfigError(f"--fps must be positive, not {fps}")
+    backend = resolve_backend(config)  # fails here, in one line, before any work
+    videos = find_inputs(Path(source))
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f".*{TMP_MARK}*"):  # left by a killed run
+        stale.unlink()
+    result = ExtractResult(out_dir, backend)
+    start = time.perf_counter()
+    todo = []
+    for v in videos:
+        if (out_dir / f"{v.stem}.pose").exists():
+            result.outcomes.append(Outcome(v.stem, str(v.path), "skipped"))
+        else:
+            todo.append(v)
+    if progress and result.outcomes:
+        progress(0, len(result.outcomes))
+    if todo and workers <= 1:
+        holistic = make_holistic(config)
+        try:
+            for v in todo:
+                o = extract_video(v, out_dir, holistic, fps, on_frame=(lambda: progress(1, 0)) if progress else None)
+                result.outcomes.append(o)
+                if progress:
+                    progress(0, 1)
+        finally:
+            holistic.close()
+    elif todo:
+        ctx = multiprocessing.get_context("spawn")  # MediaPipe's threads do not survive a fork
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                                 initargs=(config,)) as pool:
+            futures = [pool.submit(_worker_run, v, str(out_dir), fps) for v in todo]
+            for fut in as_completed(futures):
+                o = fut.result()
+                result.outcomes.append(o)
+                if progress:
+                    progress(o.frames, 1)
+    result.outcomes.sort(key=lambda o: o.stem)
+    result.seconds = time.perf_counter() - start
+    _write_quarantine(out_dir, result.outcomes)
+    for o in result.quarantined:
+        log.warning("quarantined %s: %s", o.video, o.reason)
+    return result
