@@ -95,8 +95,8 @@ def _read_index(index_path: Path) -> dict:
         raise StoreError(f"{index_path}: unreadable ({e})") from None
     if index.get("format") != "sltdata-shards":
         raise StoreError(f"{index_path}: not a shard index (format {index.get('format')!r})")
-    for d in index.get("layouts") or []:
-        if isinstance(d, dict):
+    for d in [*(index.get("layout_definitions") or []), *(index.get("layouts") or [])]:
+        if isinstance(d, dict):  # "layouts" holds names; definitions of non-built-in layouts ride beside them
             register_layout(Layout.from_dict(d))
     return index
 

@@ -183,52 +183,44 @@ def sequence_title(seq: Sequence) -> str:
     return "  ".join(s for s in (seq.key, what, who) if s)
 
 
-def transformed_panel(seq: Sequence, config) -> Panel:
-    """The sequence after a transform pipeline, as points of the layout again.
+def transformed_panel(seq: Sequence, config, seed: int = 0) -> Panel:
+    """The sequence after a transform pipeline, drawn as points of the layout again.
 
     Uses ``sltdata.transforms`` (docs/interfaces.md): features are (T, D) with the selected points'
-    coordinates first, then motion features; only the real frames (mask) are drawn.
+    coordinates first, then motion features; only real frames (mask) are drawn. When the config has
+    an ``augment`` section the pipeline runs in training mode with ``sample_rng(seed, key)``, so the
+    picture shows one draw of the augmentation, the same one a loader with that seed would make.
+    The pipeline writes undetected points as 0, so a point at exactly (0, 0[, 0]) is left out.
     """
-    from sltdata.transforms import build_pipeline, load_transform_config
+    from sltdata.transforms import build_pipeline, load_transform_config, sample_rng
 
     cfg = load_transform_config(config)
     pipe = build_pipeline(cfg, layout=seq.layout)
-    features, mask = pipe(seq.landmarks, rng=None, train=False)
+    augmented = bool(getattr(getattr(cfg, "augment", None), "any", False))
+    rng = sample_rng(seed, seq.key) if augmented else None
+    features, mask = pipe(seq.landmarks, rng=rng, train=augmented)
     layout = get_layout(seq.layout)
-    points = _selected_points(pipe, cfg, layout)
-    coords = _coords_per_point(pipe, cfg, len(points))
-    xy = np.asarray(features, dtype=np.float32)[np.asarray(mask, dtype=bool)]
-    xy = xy[:, :len(points) * coords].reshape(len(xy), len(points), coords)[:, :, :2]
-    return subset_panel("transformed", xy, points, layout)
+    points = np.asarray(pipe.selection, dtype=np.int64)
+    coords = int(pipe.coords)
+    pos = np.asarray(features, dtype=np.float32)[np.asarray(mask, dtype=bool)]
+    pos = pos[:, :len(points) * coords].reshape(len(pos), len(points), coords)
+    xy = pos[:, :, :2].copy()
+    xy[(pos == 0).all(axis=-1)] = np.nan
+    name = f"transformed (augmented, seed {seed})" if augmented else "transformed"
+    return subset_panel(name, xy, points, layout)
 
 
-def _selected_points(pipe, cfg, layout: Layout) -> np.ndarray:
-    for attr in ("points", "point_indices", "indices"):
-        v = getattr(pipe, attr, None)
-        if v is not None and not callable(v):
-            return np.asarray(v, dtype=np.int64)
-    from sltdata.layouts import preset_indices
+def view_sequence(store: str | Path, key: str, out: str | Path, transform=None, fps: float | None = None,
+                  seed: int = 0) -> Path:
+    """Draw the sequence ``key`` of a store into ``out`` (.gif / .mp4); raw, or raw beside transformed.
 
-    return np.asarray(preset_indices(layout, cfg.preset), dtype=np.int64)
-
-
-def _coords_per_point(pipe, cfg, n_points: int) -> int:
-    for obj in (pipe, cfg):
-        for attr in ("coords", "num_coords", "dims"):
-            v = getattr(obj, attr, None)
-            if isinstance(v, int):
-                return v
-            if isinstance(v, (tuple, list, str)):
-                return len(v)
-    return 3 if pipe.feature_dim % (3 * n_points) == 0 else 2
-
-
-def view_sequence(store: str | Path, key: str, out: str | Path, transform=None, fps: float | None = None) -> Path:
-    """Draw the sequence ``key`` of a store into ``out`` (.gif / .mp4); raw, or raw beside transformed."""
+    ``transform``: a transform config (YAML path, dict or TransformConfig); ``seed`` picks the
+    augmentation draw when that config augments.
+    """
     from sltdata.store import Store
 
     seq = Store(store).get(key)
     panels = [raw_panel(seq)]
     if transform is not None:
-        panels.append(transformed_panel(seq, transform))
+        panels.append(transformed_panel(seq, transform, seed=seed))
     return animate(panels, out, sequence_title(seq), fps=fps or seq.fps or DEFAULT_FPS)

@@ -116,7 +116,8 @@ def view(
     raw: bool = typer.Option(False, "--raw", help="Draw the raw sequence only (the default)."),
     transformed: Optional[Path] = typer.Option(None, "--transformed",
                                                help="Transform config (YAML): draw raw and transformed side by side."),
-    fps: Optional[float] = typer.Option(None, help="Frames per second (default: the sequence's, else 15)."),
+    fps: Optional[float] = typer.Option(None, help="Frames per second (default: the sequence's, else 30)."),
+    seed: int = typer.Option(0, help="Seed of the augmentation draw, when the transform config augments."),
 ):
     """Draw one sequence as an animation: skeleton, face contour, label or phrase as the title."""
     from sltdata.errors import ConfigError
@@ -124,5 +125,5 @@ def view(
 
     if raw and transformed is not None:
         raise ConfigError("--raw and --transformed exclude each other")
-    path = view_sequence(store, key, out, transform=transformed, fps=fps)
+    path = view_sequence(store, key, out, transform=transformed, fps=fps, seed=seed)
     typer.echo(f"wrote {path}")
