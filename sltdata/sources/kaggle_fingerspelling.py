@@ -62,19 +62,22 @@ def read_fingerspelling_file(path: Path, keys: list[str]) -> dict[str, np.ndarra
         table = pf.read(columns=[SEQUENCE_COLUMN, *([FRAME_COLUMN] if has_frame else []), *_COORDS])
     except (pa.ArrowException, OSError) as e:
         raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
+    # Order and filter with the two small columns only, then gather the wide matrix once.
     seq = table.column(SEQUENCE_COLUMN).cast(pa.string())
-    table = table.set_column(0, SEQUENCE_COLUMN, seq)
-    table = table.filter(pc.is_in(seq, value_set=pa.array(keys, type=pa.string())))
-    if table.num_rows == 0:
+    small = pa.table({"s": seq, "i": pa.array(np.arange(table.num_rows))}
+                     | ({"f": table.column(FRAME_COLUMN)} if has_frame else {}))
+    small = small.filter(pc.is_in(seq, value_set=pa.array(keys, type=pa.string())))
+    if small.num_rows == 0:
         return {}
     # Arrow's sort is stable: frames keep file order when there is no frame column.
-    order = [(SEQUENCE_COLUMN, "ascending")] + ([(FRAME_COLUMN, "ascending")] if has_frame else [])
-    table = table.take(pc.sort_indices(table, sort_keys=order))
-    values = np.empty((table.num_rows, len(_COORDS)), dtype=np.float32)
+    order = [("s", "ascending")] + ([("f", "ascending")] if has_frame else [])
+    small = small.take(pc.sort_indices(small, sort_keys=order))
+    rows = small.column("i").to_numpy()
+    columns = np.empty((len(_COORDS), table.num_rows), dtype=np.float32)
     for j, c in enumerate(_COORDS):
-        values[:, j] = table.column(c).to_numpy(zero_copy_only=False)
-    values = values.reshape(table.num_rows, HOLISTIC_543.num_points, 3)
-    ids = table.column(SEQUENCE_COLUMN).to_numpy(zero_copy_only=False)
+        columns[j] = table.column(c).to_numpy()
+    values = columns.T[rows].reshape(len(rows), HOLISTIC_543.num_points, 3)
+    ids = small.column("s").to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
     return {str(ids[s]): values[s:e] for s, e in zip(starts, ends)}
