@@ -127,10 +127,6 @@ def table_landmarks(table: pa.Table | pa.RecordBatch) -> list[np.ndarray]:
     return out
 
 
-def _optional(v):
-    return None if v is None else v
-
-
 class Store:
     """A finished sequence store, opened for reading."""
 
