@@ -25,3 +25,10 @@ def run_quickstart(out: Path, sequences: int = 400, seed: int = 0) -> Iterator[s
     t = time.perf_counter()
     result = ingest("kaggle-islr", raw, out / "store")
     yield f"[2] ingest: {result.summary()} ({time.perf_counter() - t:.1f}s)"
+    t = time.perf_counter()
+    from sltdata.shards import write_shards
+
+    index = write_shards(out / "store", out / "shards", folds=5, seed=seed)
+    per_split = ", ".join(f"{s} {v['samples']} seq/{v['participants']} signers" for s, v in index.splits.items())
+    yield (f"[3] shard: {len(index.shards)} WebDataset shard(s) + index.json in {out / 'shards'}, "
+           f"participant-grouped label-stratified folds: {per_split} ({time.perf_counter() - t:.1f}s)")
