@@ -32,3 +32,15 @@ def run_quickstart(out: Path, sequences: int = 400, seed: int = 0) -> Iterator[s
     per_split = ", ".join(f"{s} {v['samples']} seq/{v['participants']} signers" for s, v in index.splits.items())
     yield (f"[3] shard: {len(index.shards)} WebDataset shard(s) + index.json in {out / 'shards'}, "
            f"participant-grouped label-stratified folds: {per_split} ({time.perf_counter() - t:.1f}s)")
+    t = time.perf_counter()
+    from sltdata.stats import compute_stats
+
+    st = compute_stats(out / "store")
+    pc, ln, det = st["per_class"], st["length"], st["detection"]
+    folds = compute_stats(out / "shards", landmarks=False)["folds"]
+    yield (f"[4] stats: {st['sequences']} sequences, {st['frames']} frames, {st['participants']} participants, "
+           f"{st['classes']} classes ({pc['min']}-{pc['max']} sequences each); length median {ln['percentiles']['p50']:g}, "
+           f"p95 {ln['percentiles']['p95']:g}, max {ln['max']} frames")
+    yield (f"    detection: right hand {det['rates']['right_hand']:.0%}, left hand {det['rates']['left_hand']:.0%}, "
+           f"no hand {det['rates']['no_hand']:.0%} of frames; no participant in two folds: {folds['participant_disjoint']} "
+           f"({time.perf_counter() - t:.1f}s; more: `sltdata stats {out / 'store'} --plots DIR`)")
