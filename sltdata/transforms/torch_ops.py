@@ -1,0 +1,329 @@
+"""The transform pipeline on a whole padded batch in torch (GPU or CPU), same semantics as NumPy.
+
+``BatchAugment(cfg, layout, device)(landmarks (B, T, P, 3), mask (B, T), generator, train)`` returns
+``features (B, T', D) float32, mask (B, T') bool``, equal to running ``build_pipeline(cfg)`` on each
+sample (tests check 1e-5). Every step of ``pipeline.Pipeline.run`` has its batched twin here, in the
+same order and with the same arithmetic (float64 statistics, float32 point arithmetic), so the two
+paths agree to rounding. Variable lengths (frame dropping, temporal rescale) are handled with
+per-sample lengths and gathers, never a Python loop over samples.
+
+Random numbers: with ``params=None`` the batch draws its own from ``generator`` (torch), in the same
+distribution as the NumPy path. To reproduce NumPy results exactly, run the NumPy pipeline with
+``Pipeline.run`` (which returns its ``AugmentDraw``), and pass ``stack_draws(draws)`` as ``params``.
+
+Input: raw landmarks padded along T, NaN where a point was not detected. The loader's raw batches
+fill NaN with 0; with ``zeros_are_missing=True`` (default) a point whose three coordinates are exactly
+0 is taken as undetected, which MediaPipe never outputs for a real detection.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+
+from sltdata.layouts import Layout
+from sltdata.transforms.config import TransformConfig
+from sltdata.transforms.numpy_ops import AugmentDraw
+from sltdata.transforms.pipeline import build_pipeline
+
+NAN = float("nan")
+
+
+def stack_draws(draws: list[AugmentDraw | None], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Per-sample NumPy draws as the batch parameter tensors ``BatchAugment`` takes as ``params``."""
+    b = len(draws)
+    frames = max([0] + [len(a) for d in draws if d is not None for a in (d.jitter, d.hidden) if a is not None])
+    out = {"rescale": torch.ones(b, dtype=torch.float64), "flip": torch.zeros(b, dtype=torch.bool),
+           "affine": torch.zeros(b, 2, 3, dtype=torch.float64), "affine_on": torch.zeros(b, dtype=torch.bool),
+           "jitter": torch.zeros(b, frames, 2), "hidden": torch.zeros(b, frames, dtype=torch.bool)}
+    out["affine"][:, 0, 0] = out["affine"][:, 1, 1] = 1.0
+    for i, d in enumerate(draws):
+        if d is None:
+            continue
+        if d.rescale is not None:
+            out["rescale"][i] = d.rescale
+        out["flip"][i] = d.flip
+        if d.affine is not None:
+            out["affine"][i] = torch.from_numpy(d.affine)
+            out["affine_on"][i] = True
+        if d.jitter is not None:
+            out["jitter"][i, :len(d.jitter)] = torch.from_numpy(d.jitter)
+        if d.hidden is not None:
+            out["hidden"][i, :len(d.hidden)] = torch.from_numpy(d.hidden)
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def _fit_frames(t: torch.Tensor, frames: int, fill=0) -> torch.Tensor:
+    """Crop or pad a (B, T, ...) per-frame tensor along T to ``frames``."""
+    if t.shape[1] >= frames:
+        return t[:, :frames]
+    pad = torch.full((t.shape[0], frames - t.shape[1], *t.shape[2:]), fill, dtype=t.dtype, device=t.device)
+    return torch.cat([t, pad], 1)
+
+
+def _gather_frames(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x (B, C, T, K) gathered along T by idx (B, T')."""
+    b, c, _, k = x.shape
+    return x.gather(2, idx[:, None, :, None].expand(b, c, idx.shape[1], k))
+
+
+def _masked_mean(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 mean per sample and coordinate of the valid points of v (B, C, T, k), and the counts."""
+    valid = ~torch.isnan(v[:, 0])
+    count = valid.sum((1, 2))
+    sums = torch.where(valid[:, None], v, 0).double().sum((2, 3))
+    return sums / count.clamp(min=1)[:, None], count
+
+
+def _interpolate(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample linear resampling along T from ``lengths`` to ``targets`` frames (align corners);
+    frames past a sample's target are NaN. Mirrors numpy_ops.interpolate_frames."""
+    out_t = int(targets.max()) if targets.numel() else 0
+    j = torch.arange(out_t, device=x.device, dtype=torch.float64)[None, :]
+    n = lengths.to(torch.float64)[:, None]
+    pos = j * (n - 1) / (targets.to(torch.float64)[:, None] - 1).clamp(min=1)
+    last = (lengths - 1).clamp(min=0)[:, None]
+    i0 = torch.minimum(pos.floor().long(), last).clamp(min=0)
+    i1 = torch.minimum(i0 + 1, last)
+    w = (pos - i0).float()[:, None, :, None]
+    a, b = _gather_frames(x, i0), _gather_frames(x, i1)
+    out = torch.where(w > 0, a + w * (b - a), a)
+    beyond = j >= targets[:, None]
+    return out.masked_fill(beyond[:, None, :, None], NAN)
+
+
+class BatchAugment:
+    """Normalization, temporal steps, augmentations and features of a TransformConfig, batched."""
+
+    def __init__(self, cfg: TransformConfig | dict | str | None = None, layout: str | Layout | None = None,
+                 device: str | torch.device = "cpu", zeros_are_missing: bool = True):
+        self.pipe = build_pipeline(cfg, layout)
+        self.cfg = self.pipe.cfg
+        self.device = torch.device(device)
+        self.zeros_are_missing = zeros_are_missing
+        p = self.pipe
+        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)  # noqa: E731
+        self._work = as_t(p.work)
+        self._hands = as_t(p.hands)
+        self._candidates = [as_t(c) for c in p.center_candidates]
+        self._shoulders = None if p.shoulders is None else as_t(p.shoulders)
+        self._flip = None if p.flip_perm is None else as_t(p.flip_perm)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.pipe.feature_dim
+
+    @property
+    def max_length(self) -> int | None:
+        return self.cfg.max_length
+
+    # --- random draws (torch generator), same distributions as numpy_ops.draw_* ----------------
+
+    def draw_scalars(self, batch: int, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        aug = self.cfg.augment
+        g, dev = generator, generator.device
+        u = torch.rand(batch, 6, generator=g, device=dev, dtype=torch.float64)
+        lo, hi = aug.rescale.range
+        rescale = lo + torch.rand(batch, generator=g, device=dev, dtype=torch.float64) * (hi - lo)
+        r = torch.rand(batch, 6, generator=g, device=dev, dtype=torch.float64)
+        a = aug.affine
+        rot = torch.deg2rad((2 * r[:, 0] - 1) * a.rotate)
+        scale = a.scale[0] + r[:, 1] * (a.scale[1] - a.scale[0])
+        shx, shy = (2 * r[:, 2] - 1) * a.shear, (2 * r[:, 3] - 1) * a.shear
+        cos, sin = torch.cos(rot), torch.sin(rot)
+        matrix = torch.stack([torch.stack([(cos - sin * shy) * scale, (cos * shx - sin) * scale,
+                                           (2 * r[:, 4] - 1) * a.translate], -1),
+                              torch.stack([(sin + cos * shy) * scale, (sin * shx + cos) * scale,
+                                           (2 * r[:, 5] - 1) * a.translate], -1)], 1)
+        params = {"rescale": torch.where(u[:, 0] < aug.rescale.p, rescale, 1.0),
+                  "flip": u[:, 1] < aug.flip.p, "affine": matrix, "affine_on": u[:, 2] < aug.affine.p}
+        return {k: v.to(self.device) for k, v in params.items()}, u[:, 3:]
+
+    def draw_frames(self, lengths: torch.Tensor, frames: int, fire: torch.Tensor,
+                    generator: torch.Generator) -> dict[str, torch.Tensor]:
+        aug = self.cfg.augment
+        g, dev = generator, generator.device
+        b = lengths.shape[0]
+        n = lengths.to(dev)
+        jitter = torch.randn(b, frames, 2, generator=g, device=dev) * aug.jitter.sigma
+        jitter = jitter * (fire[:, 0] < aug.jitter.p)[:, None, None]
+        lo, hi = aug.frame_mask.fraction
+        frac = lo + torch.rand(b, generator=g, device=dev, dtype=torch.float64) * (hi - lo)
+        hidden = (torch.rand(b, frames, generator=g, device=dev, dtype=torch.float64) < frac[:, None])
+        hidden &= (fire[:, 1] < aug.frame_mask.p)[:, None]
+        lo, hi = aug.cutout.length
+        size = ((lo + torch.rand(b, generator=g, device=dev, dtype=torch.float64) * (hi - lo)) * n).floor()
+        start = (torch.rand(b, generator=g, device=dev, dtype=torch.float64) * (n - size + 1)).floor()
+        t = torch.arange(frames, device=dev)[None, :]
+        block = (t >= start[:, None]) & (t < (start + size)[:, None]) & (fire[:, 2] < aug.cutout.p)[:, None]
+        return {"jitter": jitter.to(self.device), "hidden": (hidden | block).to(self.device)}
+
+    # --- the pipeline ------------------------------------------------------------------------
+
+    def __call__(self, landmarks: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
+                 train: bool = True, params: dict[str, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, p = self.cfg, self.pipe
+        dev = self.device
+        lm = torch.as_tensor(landmarks, device=dev, dtype=torch.float32)
+        mask = torch.as_tensor(mask, device=dev, dtype=torch.bool)
+        b, t = lm.shape[:2]
+        if self.zeros_are_missing:
+            lm = lm.masked_fill((lm == 0).all(-1, keepdim=True), NAN)
+        lm = lm.masked_fill(~mask[:, :, None, None], NAN)
+        # 1. select the working points, coordinate-major (B, C, T, K)
+        x = lm[:, :, self._work, :p.coords].permute(0, 3, 1, 2)
+        n_sel = p.n_selected
+        # 2. drop frames: stable compaction of the kept frames to the front
+        mode = cfg.temporal.drop_frames
+        if mode == "empty":
+            ok = ~torch.isnan(x[:, 0, :, :n_sel]).all(-1)
+        elif mode == "handless":
+            ok = ~torch.isnan(lm[:, :, self._hands, 0]).all(-1)
+        else:
+            ok = torch.ones_like(mask)
+        keep = mask & ok
+        keep = torch.where(keep.any(1, keepdim=True), keep, mask)
+        lengths = keep.sum(1)
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+        x = _gather_frames(x, order)
+        x = x.masked_fill((torch.arange(t, device=dev)[None, :] >= lengths[:, None])[:, None, :, None], NAN)
+        # 3. fill short gaps
+        if cfg.temporal.fill_gaps > 0 and t >= 3:
+            x = self._fill_gaps(x, cfg.temporal.fill_gaps)
+        augment = params is not None or (train and generator is not None and cfg.augment.any)
+        fire = None
+        if augment and params is None:
+            params, fire = self.draw_scalars(b, generator)
+        # 4. temporal rescale
+        if augment:
+            n = lengths.to(torch.float64)
+            targets = torch.where(lengths > 0, torch.round(n * params["rescale"]).long().clamp(min=1), 0)
+            x = _interpolate(x, lengths, targets)
+            lengths = targets
+        # 5. normalize
+        x = self._normalize(x)[..., :n_sel]
+        # 6. fit the length
+        m = cfg.max_length
+        if m is not None and x.shape[2] > m:
+            if cfg.temporal.resize:
+                targets = lengths.clamp(max=m)
+                x = _interpolate(x, lengths, targets)[:, :, :m]
+                lengths = targets
+            else:
+                x = x[:, :, :m]
+                lengths = lengths.clamp(max=m)
+        frames = x.shape[2]
+        if augment:
+            if fire is not None:
+                params.update(self.draw_frames(lengths, frames, fire, generator))
+            x = self._augment(x, params, frames)
+        return self._features(x, lengths)
+
+    def _fill_gaps(self, x: torch.Tensor, max_gap: int) -> torch.Tensor:
+        b, c, t, k = x.shape
+        valid = ~torch.isnan(x[:, 0])  # (B, T, K)
+        idx = torch.arange(t, device=x.device)[None, :, None].expand(b, t, k)
+        prev = torch.where(valid, idx, -1).cummax(1).values
+        nxt = torch.where(valid, idx, t).flip(1).cummin(1).values.flip(1)
+        fill = ~valid & (prev >= 0) & (nxt < t) & (nxt - prev - 1 <= max_gap)
+        pi, qi = prev.clamp(0, t - 1), nxt.clamp(0, t - 1)
+        w = ((idx - prev).double() / (nxt - prev).clamp(min=1).double()).float()[:, None]
+        xp = x.gather(2, pi[:, None].expand(b, c, t, k))
+        xq = x.gather(2, qi[:, None].expand(b, c, t, k))
+        return torch.where(fill[:, None], xp + w * (xq - xp), x)
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        p, norm = self.pipe, self.cfg.normalize
+        b = x.shape[0]
+        n_sel = p.n_selected
+        center = torch.zeros(b, p.coords, dtype=torch.float64, device=x.device)
+        if norm.center != "none":
+            found = torch.zeros(b, dtype=torch.bool, device=x.device)
+            for idx in self._candidates:
+                c, count = _masked_mean(x[..., idx])
+                center = torch.where(found[:, None], center, c)
+                found |= count > 0
+            c, _ = _masked_mean(x[..., :n_sel])
+            center = torch.where(found[:, None], center, c)
+        c32 = center.float()
+        scale = torch.ones(b, dtype=torch.float64, device=x.device)
+        if norm.scale != "none":
+            d = x[:, :2, :, :n_sel] - c32[:, :2, None, None]
+            valid = ~torch.isnan(d[:, 0])
+            count = valid.sum((1, 2))
+            sq = torch.where(valid[:, None], d * d, 0).double().sum((1, 2, 3))
+            std = torch.sqrt(sq / (2 * count.clamp(min=1)))
+            good = (count > 0) & (std > 0) & torch.isfinite(std)
+            scale = torch.where(good, std, 1.0)
+            if norm.scale == "shoulders" and self._shoulders is not None:
+                s = x[:, :2, :, self._shoulders].double()  # (B, 2, T, 2)
+                ok = ~torch.isnan(s[:, 0]).any(-1)
+                dd = s[..., 0] - s[..., 1]
+                dist = torch.sqrt((dd * dd).sum(1))
+                n_ok = ok.sum(1)
+                width = torch.where(ok, dist, 0).sum(1) / n_ok.clamp(min=1)
+                use = (n_ok > 0) & (width > 0) & torch.isfinite(width)
+                scale = torch.where(use, width, scale)
+        return (x - c32[:, :, None, None]) / scale.float()[:, None, None, None]
+
+    def _augment(self, x: torch.Tensor, params: dict[str, torch.Tensor], frames: int) -> torch.Tensor:
+        params = {k: v.to(x.device) for k, v in params.items()}
+        # 7. flip: mirror x and swap left/right points
+        if self._flip is not None and bool(params["flip"].any()):
+            xf = x[..., self._flip].clone()
+            xf[:, 0] = -xf[:, 0]
+            x = torch.where(params["flip"][:, None, None, None], xf, x)
+        # 8. affine about each sample's centre
+        on = params["affine_on"]
+        if bool(on.any()):
+            c, _ = _masked_mean(x[:, :2])
+            mat = params["affine"]
+            a00, a01, tx = mat[:, 0, 0], mat[:, 0, 1], mat[:, 0, 2]
+            a10, a11, ty = mat[:, 1, 0], mat[:, 1, 1], mat[:, 1, 2]
+            cx, cy = c[:, 0], c[:, 1]
+            b0 = (cx - (a00 * cx + a01 * cy) + tx).float()[:, None, None]
+            b1 = (cy - (a10 * cx + a11 * cy) + ty).float()[:, None, None]
+            a = mat[:, :, :2].float()
+            px, py = x[:, 0], x[:, 1]
+            nx = a[:, 0, 0, None, None] * px + a[:, 0, 1, None, None] * py + b0
+            ny = a[:, 1, 0, None, None] * px + a[:, 1, 1, None, None] * py + b1
+            moved = torch.cat([torch.stack([nx, ny], 1), x[:, 2:]], 1)
+            x = torch.where(on[:, None, None, None], moved, x)
+        # 9. jitter, 10. hidden frames
+        jit = _fit_frames(params["jitter"].float(), frames)  # (B, T, 2)
+        x = torch.cat([x[:, :2] + jit.permute(0, 2, 1)[..., None], x[:, 2:]], 1)
+        hidden = _fit_frames(params["hidden"], frames, False)
+        return x.masked_fill(hidden[:, None, :, None], NAN)
+
+    def _features(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        b, c, t, k = x.shape
+        tt = torch.arange(t, device=x.device)[None, :]
+        parts = [x]
+        diff = x[:, :, 1:] - x[:, :, :-1]
+        for kind in cfg.motion:
+            mo = torch.zeros_like(x)
+            if kind == "velocity" and t > 1:
+                ok = (tt[:, :-1] + 1 < lengths[:, None])[:, None, :, None]
+                mo[:, :, :-1] = torch.where(ok, diff, 0)
+            elif kind == "acceleration" and t > 2:
+                ok = (tt[:, :-2] + 2 < lengths[:, None])[:, None, :, None]
+                mo[:, :, :-2] = torch.where(ok, diff[:, :, 1:] - diff[:, :, :-1], 0)
+            elif kind == "lag2" and t > 2:
+                ok = (tt[:, :-2] + 2 < lengths[:, None])[:, None, :, None]
+                mo[:, :, :-2] = torch.where(ok, x[:, :, 2:] - x[:, :, :-2], 0)
+            parts.append(mo)
+        feats = torch.stack(parts, 1).permute(0, 3, 1, 2, 4).reshape(b, t, -1)  # (B, T, parts*C*K)
+        out_mask = tt < lengths[:, None]
+        feats = torch.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0).masked_fill(~out_mask[..., None], 0.0)
+        m = cfg.max_length
+        out_t = m if (m is not None and cfg.temporal.pad) else int(lengths.max()) if b else 0
+        if out_t > t:
+            feats = torch.cat([feats, feats.new_zeros(b, out_t - t, feats.shape[2])], 1)
+            out_mask = torch.cat([out_mask, out_mask.new_zeros(b, out_t - t)], 1)
+        return feats[:, :out_t].contiguous(), out_mask[:, :out_t].contiguous()
+
+
+__all__ = ["BatchAugment", "stack_draws"]
