@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sltdata.errors import SltdataError
 
@@ -25,7 +26,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart", "sltdata.cli.stats")
+COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart", "sltdata.cli.stats", "sltdata.cli.extract",
+                   "sltdata.cli.shard")
 
 
 def _register() -> None:
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="sltdata")  # click handles usage errors and --help, then exits
     except SltdataError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")

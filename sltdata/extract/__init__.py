@@ -19,13 +19,14 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from sltdata.errors import SourceError
+from sltdata.errors import SltdataError, SourceError
 from sltdata.extract.backends import HolisticConfig, make_holistic, resolve_backend
 from sltdata.extract.video import VideoInput, find_inputs, open_video
 
@@ -35,7 +36,7 @@ QUARANTINE_FILE = "quarantine.jsonl"
 TMP_MARK = ".pose.tmp-"
 
 __all__ = ["ExtractResult", "HolisticConfig", "Outcome", "extract", "extract_video", "find_inputs",
-           "holistic_pose", "QUARANTINE_FILE"]
+           "holistic_pose", "resolve_backend", "QUARANTINE_FILE"]
 
 
 @dataclass(frozen=True)
@@ -157,11 +158,12 @@ def _write_quarantine(out_dir: Path, outcomes: list[Outcome]) -> None:
 
 
 def extract(source: Path | str, out: Path | str, config: HolisticConfig = HolisticConfig(), workers: int = 1,
-            fps: float | None = None, progress: Callable[[int, int], None] | None = None) -> ExtractResult:
+            fps: float | None = None, progress: Callable[[int, int], None] | None = None,
+            on_inputs: Callable[[int], None] | None = None) -> ExtractResult:
     """Extract every input under ``source`` (folder, CSV with video_path, or one video) into ``out``.
 
-    ``progress(frames, videos)`` is called with increments as work completes (per frame with one
-    worker, per video with several).
+    ``on_inputs(n)`` is told how many inputs were found; ``progress(frames, videos)`` is called with
+    increments as work completes (per frame with one worker, per video with several).
     """
     if fps is not None and fps <= 0:
         from sltdata.errors import ConfigError
@@ -169,6 +171,8 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
         raise ConfigError(f"--fps must be positive, not {fps}")
     backend = resolve_backend(config)  # fails here, in one line, before any work
     videos = find_inputs(Path(source))
+    if on_inputs:
+        on_inputs(len(videos))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f".*{TMP_MARK}*"):  # left by a killed run
@@ -198,14 +202,19 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
                                  initargs=(config,)) as pool:
             futures = [pool.submit(_worker_run, v, str(out_dir), fps) for v in todo]
-            for fut in as_completed(futures):
-                o = fut.result()
-                result.outcomes.append(o)
-                if progress:
-                    progress(o.frames, 1)
+            try:
+                for fut in as_completed(futures):
+                    o = fut.result()
+                    result.outcomes.append(o)
+                    if progress:
+                        progress(o.frames, 1)
+            except BrokenProcessPool:  # a crash inside MediaPipe/FFmpeg; finished .pose files are kept
+                done = len(result.outcomes)
+                raise SltdataError(f"a worker process died after {done} of {len(videos)} inputs; re-run to "
+                                   "resume, with --workers 1 to see which input crashes it") from None
     result.outcomes.sort(key=lambda o: o.stem)
     result.seconds = time.perf_counter() - start
     _write_quarantine(out_dir, result.outcomes)
     for o in result.quarantined:
-        log.warning("quarantined %s: %s", o.video, o.reason)
+        log.info("quarantined %s: %s", o.video, o.reason)
     return result

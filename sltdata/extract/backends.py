@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,8 @@ import numpy as np
 from sltdata.errors import SltdataError
 
 log = logging.getLogger(__name__)
+# MediaPipe's C++ INFO/WARNING lines flood the terminal per graph; read once, when mediapipe loads.
+os.environ.setdefault("GLOG_minloglevel", "2")
 
 BACKENDS = ("auto", "legacy", "tasks")
 POSE_POINTS, HAND_POINTS, FACE_POINTS, REFINED_FACE_POINTS = 33, 21, 468, 478
@@ -56,10 +59,6 @@ class Holistic(Protocol):
 
     def close(self) -> None: ...
 
-
-# A blank frame clears MediaPipe's tracking as well as a restart of the graph, and far faster
-# (pose-format's HolisticPool does the same between videos).
-_BLANK = np.full((256, 256, 3), 255, dtype=np.uint8)
 
 
 def _has_module(name: str) -> bool:
@@ -105,11 +104,36 @@ def resolve_backend(config: HolisticConfig) -> str:
     if want == "legacy" and not legacy_available():
         raise SltdataError("this mediapipe has no legacy solutions.holistic (removed after 0.10.21): "
                            f"{INSTALL_HINT}")
+    if want == "legacy":
+        _check_pose_model(config.model_complexity)
     if want == "tasks":
         if not tasks_available():
             raise SltdataError(f"this mediapipe has no Tasks HolisticLandmarker: {INSTALL_HINT}")
         _check_task_model(config.task_model)
     return want
+
+
+# The mediapipe 0.10.21 wheel ships only the full pose model (complexity 1); for 0 and 2 its Holistic
+# would fetch pose_landmark_lite/heavy.tflite from Google Cloud Storage on first use. sltdata never
+# downloads: it asks for the file up front instead of failing inside a worker without network.
+POSE_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
+POSE_MODEL_URL = "https://storage.googleapis.com/mediapipe-assets/"
+
+
+def pose_model_path(model_complexity: int) -> Path:
+    """Where mediapipe's legacy Holistic looks for the pose landmark model of this complexity."""
+    import mediapipe
+
+    return Path(mediapipe.__file__).parent / "modules" / "pose_landmark" / POSE_MODELS[model_complexity]
+
+
+def _check_pose_model(model_complexity: int) -> None:
+    path = pose_model_path(model_complexity)
+    if not path.is_file():
+        name = POSE_MODELS[model_complexity]
+        raise SltdataError(f"--model-complexity {model_complexity} needs {path}, which the mediapipe wheel does "
+                           f"not ship (only complexity 1 works offline); put {POSE_MODEL_URL}{name} there, or use "
+                           "--model-complexity 1")
 
 
 def _check_task_model(path: str | None) -> Path:
@@ -168,7 +192,9 @@ class LegacyHolistic:
                             lm(r.right_hand_landmarks), lm(r.pose_world_landmarks), w, h, self.face_points)
 
     def next_video(self) -> None:
-        self._graph.process(_BLANK)
+        # reset(), not pose-format's blank-frame trick: a blank frame leaves the world landmarks'
+        # smoothing state behind, so a video's output would depend on which video ran before it.
+        self._graph.reset()
 
     def close(self) -> None:
         self._graph.close()
@@ -187,25 +213,28 @@ class TasksHolistic:
         path = _check_task_model(config.task_model)
         if config.model_complexity != 1:
             log.info("--model-complexity does not apply to the tasks backend (the .task bundle fixes the model)")
-        self._mp = mp
+        self._mp, self._path = mp, path
         self.face_points = config.face_points
-        options = HolisticLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)),
-                                            running_mode=RunningMode.VIDEO)
-        try:
-            self._graph = HolisticLandmarker.create_from_options(options)
-        except (RuntimeError, ValueError) as e:
-            raise SltdataError(f"--task-model {path}: not a usable HolisticLandmarker bundle ({e})") from None
-        self._base, self._last = 0, -1
+        self._options = HolisticLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(path)),
+                                                  running_mode=RunningMode.VIDEO)
+        self._create = HolisticLandmarker.create_from_options
+        self._graph = None
+        self.next_video()
 
     def next_video(self) -> None:
-        self.process(_BLANK, 0)
-        self._base = self._last + 1000
+        """A fresh landmarker per video: VIDEO mode has no reset, and its timestamps must rise."""
+        if self._graph is not None:
+            self._graph.close()
+        try:
+            self._graph = self._create(self._options)
+        except (RuntimeError, ValueError) as e:
+            raise SltdataError(f"--task-model {self._path}: not a usable HolisticLandmarker bundle ({e})") from None
+        self._last = -1
 
     def process(self, rgb: np.ndarray, timestamp_ms: int) -> tuple[np.ndarray, np.ndarray]:
         h, w = rgb.shape[:2]
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        # VIDEO mode wants timestamps rising across every call on this instance, videos included.
-        self._last = max(self._base + timestamp_ms, self._last + 1)
+        self._last = max(timestamp_ms, self._last + 1)  # strictly rising, even when rounding ties
         r = self._graph.detect_for_video(image, self._last)
         return frame_points(r.pose_landmarks, r.face_landmarks, r.left_hand_landmarks, r.right_hand_landmarks,
                             r.pose_world_landmarks, w, h, self.face_points)
@@ -215,6 +244,6 @@ class TasksHolistic:
 
 
 def make_holistic(config: HolisticConfig) -> Holistic:
-    """A fresh Holistic instance (one per video: tracking state must not leak between videos)."""
+    """A Holistic instance for one worker (``next_video`` clears its tracking between videos)."""
     backend = resolve_backend(config)
     return LegacyHolistic(config) if backend == "legacy" else TasksHolistic(config)

@@ -1,0 +1,62 @@
+"""`sltdata extract`: videos to MediaPipe Holistic .pose files (mediapipe is imported only when it runs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from sltdata.cli import app, console
+
+
+@app.command()
+def extract(
+    videos: Path = typer.Argument(..., help="A folder of videos (and image-sequence folders), a CSV with a "
+                                            "video_path column, or one video."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the .pose files (one per video, named by stem)."),
+    workers: int = typer.Option(1, help="Processes, each with its own Holistic instance."),
+    model_complexity: int = typer.Option(1, "--model-complexity", min=0, max=2,
+                                         help="Holistic pose model: 0 lite, 1 full, 2 heavy (legacy backend)."),
+    refine_face: bool = typer.Option(False, "--refine-face", help="478 face points (adds 10 iris points)."),
+    fps: Optional[float] = typer.Option(None, help="Subsample videos to this rate (image folders: their rate; "
+                                                   "default 25)."),
+    backend: str = typer.Option("auto", help="auto, legacy (mediapipe<=0.10.21) or tasks (needs --task-model)."),
+    task_model: Optional[Path] = typer.Option(None, "--task-model",
+                                              help="HolisticLandmarker .task bundle for the tasks backend."),
+):
+    """Run MediaPipe Holistic on every video and write one .pose file each (pose-format's holistic header).
+
+    Resumable: a video whose .pose exists is skipped. An unreadable video goes to OUT/quarantine.jsonl.
+
+    Next: `sltdata ingest pose` (uid,text CSV) or `sltdata ingest pose-video` (video_path,text CSV).
+    """
+    from sltdata.extract import QUARANTINE_FILE, HolisticConfig, resolve_backend
+    from sltdata.extract import extract as run_extract
+
+    config = HolisticConfig(backend=backend, model_complexity=model_complexity, refine_face=refine_face,
+                            task_model=str(task_model) if task_model else None)
+    resolve_backend(config)  # what to install or pass, in one line, before the progress bar
+    bar = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
+                   TextColumn("{task.fields[rate]:.1f} frames/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=console, transient=True)
+    with bar:
+        task = bar.add_task("extract", total=None, rate=0.0)
+        start, frames = time.perf_counter(), 0
+
+        def advance(new_frames: int, new_videos: int) -> None:
+            nonlocal frames
+            frames += new_frames
+            bar.update(task, advance=new_videos, rate=frames / max(time.perf_counter() - start, 1e-9))
+
+        result = run_extract(videos, out, config, workers=workers, fps=fps, progress=advance,
+                             on_inputs=lambda n: bar.update(task, total=n))
+    for o in result.quarantined[:10]:
+        console.print(f"[yellow]quarantined[/] {escape(o.video)}: {escape(o.reason)}", highlight=False,
+                      soft_wrap=True)
+    if len(result.quarantined) > 10:
+        console.print(f"... and {len(result.quarantined) - 10} more in {out / QUARANTINE_FILE}", highlight=False)
+    typer.echo(result.summary())
