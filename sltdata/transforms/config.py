@@ -292,9 +292,17 @@ def validate(cfg: TransformConfig, layout=None) -> TransformConfig:
         mirror = mirror_indices(layout)[sel]
         missing = np.setdiff1d(mirror, sel)
         if missing.size:
-            raise _fail("augment.flip", f"the selection is not mirror-symmetric: point {int(missing[0])}, the "
-                        "mirror of a selected point, is not selected (select it, or set augment.flip.p: 0)")
+            raise _fail("augment.flip", f"the selection is not mirror-symmetric: {_point_name(layout, int(missing[0]))}, "
+                        "the mirror of a selected point, is not selected (select it, or set augment.flip.p: 0)")
     return cfg
+
+
+def _point_name(layout, index: int) -> str:
+    for c in layout.components:
+        start = layout.offsets[c.name]
+        if start <= index < start + len(c.points):
+            return f"{c.name} point {c.points[index - start]}"
+    return f"point {index}"
 
 
 def hand_indices(layout) -> np.ndarray:

@@ -87,15 +87,15 @@ class Pipeline:
     def gather(self, landmarks: np.ndarray) -> np.ndarray:
         """The working points as a contiguous float32 (coords, frames, points) array."""
         f = landmarks.shape[0]
-        flat = landmarks.reshape(f, -1)[:, self._columns].astype(np.float32, copy=False)
-        return flat.reshape(f, self.coords, -1).transpose(1, 0, 2).copy()
+        flat = landmarks.reshape(f, landmarks.shape[1] * 3)[:, self._columns].astype(np.float32, copy=False)
+        return flat.reshape(f, self.coords, len(self.work)).transpose(1, 0, 2).copy()
 
     def frames_to_keep(self, landmarks: np.ndarray, x: np.ndarray) -> np.ndarray:
         mode = self.cfg.temporal.drop_frames
         if mode == "empty":
             return ~np.isnan(x[0, :, :self.n_selected]).all(1)
         if mode == "handless":
-            return ~np.isnan(landmarks.reshape(landmarks.shape[0], -1)[:, self._hand_columns]).all(1)
+            return ~np.isnan(landmarks.reshape(landmarks.shape[0], -1)[:, self._hand_columns]).all(1) if landmarks.shape[0] else np.ones(0, bool)
         return np.ones(landmarks.shape[0], bool)
 
     def run(self, landmarks: np.ndarray, rng: np.random.Generator | None = None, train: bool = False,

@@ -1,0 +1,182 @@
+"""NumPy transform steps and pipeline: the properties the issue names, and each step's behaviour."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sltdata.layouts import HOLISTIC_543
+from sltdata.testing import fake_landmarks
+from sltdata.transforms import build_pipeline, load_transform_config, sample_rng
+from sltdata.transforms import numpy_ops as ops
+
+ALL_ON = {"augment": {k: {"p": 1.0} for k in ("rescale", "flip", "affine", "jitter", "frame_mask", "cutout")}}
+NO_AUG = {"augment": False}
+LH, RH = HOLISTIC_543.offsets["left_hand"], HOLISTIC_543.offsets["right_hand"]
+
+
+def planes(frames: int, points: int, seed: int, nan_fraction: float = 0.2) -> np.ndarray:
+    """A (coords, frames, points) float32 array with whole points missing, as the steps take it."""
+    return np.ascontiguousarray(fake_landmarks(frames, points, seed, nan_fraction)[..., :2].transpose(2, 0, 1))
+
+
+seeds = st.integers(0, 2**31 - 1)
+lengths = st.integers(1, 60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, frames=lengths)
+def test_flip_twice_is_identity(seed, frames):
+    pipe = build_pipeline(None)
+    x = planes(frames, pipe.n_selected, seed)
+    twice = ops.flip(ops.flip(x, pipe.flip_perm), pipe.flip_perm)
+    np.testing.assert_array_equal(twice, x)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, frames=lengths)
+def test_identity_affine_is_identity(seed, frames):
+    x = planes(frames, 30, seed)
+    np.testing.assert_array_equal(ops.affine(x, ops.affine_matrix(0, 1, 0, 0, 0, 0)), x)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, frames=lengths, shift=st.tuples(*[st.floats(-5, 5)] * 3), scale=st.floats(0.2, 5),
+       center=st.sampled_from(["nose", "mean", "shoulders", "face:17"]), how=st.sampled_from(["std", "shoulders"]))
+def test_normalized_output_is_invariant_to_translating_and_scaling_the_input(seed, frames, shift, scale, center, how):
+    pipe = build_pipeline({**NO_AUG, "normalize": {"center": center, "scale": how, "drop_z": False}})
+    lm = fake_landmarks(frames, seed=seed)
+    moved = (lm * np.float32(scale) + np.asarray(shift, np.float32)).astype(np.float32)
+    a, ma = pipe(lm)
+    b, mb = pipe(moved)
+    np.testing.assert_array_equal(ma, mb)
+    np.testing.assert_allclose(a, b, atol=2e-4, rtol=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, frames=st.integers(2, 80), length=st.integers(2, 80))
+def test_resize_keeps_the_first_and_last_frames(seed, frames, length):
+    x = planes(frames, 10, seed)
+    y = ops.interpolate_frames(x, length)
+    assert y.shape == (2, length, 10)
+    np.testing.assert_array_equal(y[:, 0], x[:, 0])
+    np.testing.assert_array_equal(y[:, -1], x[:, -1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, frames=st.integers(0, 120), train=st.booleans(), resize=st.booleans())
+def test_mask_marks_every_real_frame_valid_and_only_those(seed, frames, train, resize):
+    pipe = build_pipeline({"max_length": 64, "temporal": {"drop_frames": "none", "resize": resize}})
+    feats, mask = pipe(fake_landmarks(frames, seed=seed), sample_rng(seed, "k"), train=train)
+    assert feats.shape == (64, pipe.feature_dim) and mask.shape == (64,)
+    n = int(mask.sum())
+    assert mask[:n].all() and not mask[n:].any()
+    if not train:
+        assert n == min(frames, 64)
+    assert not feats[n:].any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, frames=lengths, train=st.booleans())
+def test_outputs_are_float32_and_bool(seed, frames, train):
+    feats, mask = build_pipeline(None)(fake_landmarks(frames, seed=seed), sample_rng(seed, "k"), train=train)
+    assert feats.dtype == np.float32 and mask.dtype == np.bool_
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, frames=lengths, empty=st.sets(st.integers(0, 59)), train=st.booleans(),
+       cfg=st.sampled_from([None, ALL_ON, {"temporal": {"drop_frames": "none", "fill_gaps": 4}},
+                            {"normalize": {"center": "shoulders", "scale": "shoulders", "drop_z": False}}]))
+def test_all_nan_frames_never_produce_nan(seed, frames, empty, train, cfg):
+    lm = fake_landmarks(frames, seed=seed, nan_fraction=0.5)
+    lm[[i for i in empty if i < frames]] = np.nan
+    feats, _ = build_pipeline(cfg)(lm, sample_rng(seed, "k"), train=train)
+    assert np.isfinite(feats).all()
+
+
+def test_an_all_nan_sequence_gives_zeros_with_its_frames_valid():
+    feats, mask = build_pipeline({"temporal": {"drop_frames": "empty"}})(np.full((7, 543, 3), np.nan, np.float32))
+    assert not feats.any() and mask.sum() == 7
+
+
+def test_same_seed_key_and_epoch_give_the_same_augmentation():
+    pipe, lm = build_pipeline(ALL_ON), fake_landmarks(40, seed=3)
+    a, _ = pipe(lm, sample_rng(7, "seq-1", 2), train=True)
+    b, _ = pipe(lm, sample_rng(7, "seq-1", 2), train=True)
+    c, _ = pipe(lm, sample_rng(7, "seq-1", 3), train=True)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_sample_rng_does_not_depend_on_other_samples_drawn_before():
+    first = sample_rng(0, "b").random(4)
+    sample_rng(0, "a").random(100)
+    np.testing.assert_array_equal(sample_rng(0, "b").random(4), first)
+    assert not np.array_equal(sample_rng(0, "a").random(4), first)
+
+
+def test_augmentations_need_train_and_a_generator():
+    pipe, lm = build_pipeline(ALL_ON), fake_landmarks(30, seed=1)
+    plain, _ = pipe(lm)
+    np.testing.assert_array_equal(pipe(lm, sample_rng(0, "k"))[0], plain)
+    np.testing.assert_array_equal(pipe(lm, None, train=True)[0], plain)
+
+
+def test_fill_gaps_interpolates_short_inner_gaps_only():
+    x = np.full((2, 10, 1), np.nan, np.float32)
+    x[:, [1, 4, 9], 0] = [[1.0, 4.0, 9.0], [0.0, 0.0, 0.0]]
+    y = ops.fill_gaps(x, 2)
+    np.testing.assert_allclose(y[0, :, 0], [np.nan, 1, 2, 3, 4, np.nan, np.nan, np.nan, np.nan, 9])
+
+
+def test_drop_handless_frames_removes_frames_without_a_hand():
+    lm = fake_landmarks(6, seed=0, nan_fraction=0.0)
+    lm[[1, 3], LH:LH + 21] = np.nan
+    lm[[1, 3], RH:RH + 21] = np.nan
+    _, mask = build_pipeline({**NO_AUG, "temporal": {"drop_frames": "handless"}})(lm)
+    assert mask.sum() == 4
+
+
+def test_velocity_is_constant_and_acceleration_zero_for_uniform_motion():
+    x = np.zeros((2, 5, 1), np.float32)
+    x[0, :, 0] = np.arange(5) * 0.5
+    vel, acc, lag2 = ops.motion_features(x, ("velocity", "acceleration", "lag2"))
+    np.testing.assert_allclose(vel[0, :, 0], [0.5, 0.5, 0.5, 0.5, 0])
+    np.testing.assert_allclose(acc[0, :, 0], 0)
+    np.testing.assert_allclose(lag2[0, :, 0], [1, 1, 1, 0, 0])
+
+
+def test_features_are_positions_then_motion_coordinate_major():
+    pipe = build_pipeline({**NO_AUG, "preset": "nose", "normalize": {"center": "none", "scale": "none"}})
+    lm = fake_landmarks(3, seed=0, nan_fraction=0.0)
+    feats, _ = pipe(lm)
+    np.testing.assert_allclose(feats[0, :4], lm[0, [1, 2, 98, 327], 0])  # x of the 4 nose points
+    np.testing.assert_allclose(feats[0, 4:8], lm[0, [1, 2, 98, 327], 1])  # then their y
+    np.testing.assert_allclose(feats[0, 8:12], lm[1, [1, 2, 98, 327], 0] - lm[0, [1, 2, 98, 327], 0], rtol=1e-6)
+
+
+def test_rescale_resamples_to_round_length_times_factor():
+    x = planes(40, 5, 0)
+    assert ops.interpolate_frames(x, ops.rescaled_length(40, 1.26)).shape[1] == 50
+
+
+def test_flip_mirrors_a_left_hand_into_a_right_hand():
+    lm = np.full((4, 543, 3), np.nan, np.float32)
+    lm[:, LH:LH + 21] = fake_landmarks(4, 21, seed=0, nan_fraction=0.0)
+    pipe = build_pipeline({**NO_AUG, "preset": "hands", "normalize": {"center": "mean", "scale": "none"},
+                           "augment": {"flip": {"p": 1.0}, **{k: {"p": 0.0} for k in
+                                       ("rescale", "affine", "jitter", "frame_mask", "cutout")}}})
+    plain, _ = pipe(lm)
+    flipped, _ = pipe(lm, sample_rng(0, "k"), train=True)
+    # columns: x of left hand (21), x of right hand (21), y left, y right
+    np.testing.assert_array_equal(flipped[:4, 21:42], -plain[:4, 0:21])
+    np.testing.assert_array_equal(flipped[:4, 63:84], plain[:4, 42:63])
+    assert not flipped[:4, 0:21].any()
+
+
+def test_cutout_hides_one_contiguous_block_and_keeps_it_in_the_mask():
+    aug = load_transform_config({"augment": {k: {"p": 1.0 if k == "cutout" else 0.0} for k in
+                                             ("rescale", "flip", "affine", "jitter", "frame_mask", "cutout")}}).augment
+    d, fire = ops.draw_scalars(aug, sample_rng(0, "k"))
+    d = ops.draw_frames(aug, sample_rng(0, "k"), d, fire, 50)
+    hidden = np.flatnonzero(d.hidden)
+    assert 10 <= len(hidden) <= 20 and (np.diff(hidden) == 1).all()
