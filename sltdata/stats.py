@@ -286,6 +286,10 @@ def _hand_components(layout) -> list[str]:
     return [c.name for c in layout.components if "hand" in c.name]
 
 
+def _participant_name(p) -> str:
+    return "(unknown)" if p is None else str(p)
+
+
 def _detection(batches) -> dict | None:
     """Frames in which each component is detected, overall and per participant."""
     total = 0
@@ -293,8 +297,10 @@ def _detection(batches) -> dict | None:
     no_hand = 0
     per_p: dict[str, dict] = {}
     for batch in batches:
-        for layout_name in pc.unique(batch.column("layout")).to_pylist():
-            sub = batch.filter(pc.equal(batch.column("layout"), layout_name)) if batch.num_rows else batch
+        layout_names = pc.unique(batch.column("layout")).to_pylist()
+        for layout_name in layout_names:
+            # one layout per batch is the rule; filtering (a copy of the landmarks) only when mixed
+            sub = batch if len(layout_names) == 1 else batch.filter(pc.equal(batch.column("layout"), layout_name))
             if sub.num_rows == 0:
                 continue
             layout = get_layout(layout_name)
@@ -329,10 +335,10 @@ def _detection(batches) -> dict | None:
                     comp_frames[name] = comp_frames.get(name, 0) + int(d.sum())
                 by_p = np.bincount(frame_codes, weights=d, minlength=len(names))
                 for i, p in enumerate(names):
-                    acc = per_p.setdefault(str(p), {"frames": 0})
+                    acc = per_p.setdefault(_participant_name(p), {"frames": 0})
                     acc[name] = acc.get(name, 0) + int(by_p[i])
             for i, p in enumerate(names):
-                per_p[str(p)]["frames"] += int(frames_per_p[i])
+                per_p[_participant_name(p)]["frames"] += int(frames_per_p[i])
     if total == 0:
         return None
     rate = lambda c, t: c / t if t else 0.0  # noqa: E731
