@@ -69,6 +69,7 @@ class ISLRConfig:
     late_dropout: float = 0.8
     late_dropout_start_epoch: int = 0
     label_smoothing: float = 0.1
+    bn_momentum: float = 0.05       # torch convention (Keras momentum 0.95 == 0.05 here)
 
     def validate(self) -> None:
         if self.dim % self.heads:
@@ -78,7 +79,7 @@ class ISLRConfig:
                 raise ConfigError("config model.dim must be even for bidirectional RNNs")
         if not self.dilations or not all(isinstance(d, int) and d >= 1 for d in self.dilations):
             raise ConfigError("config model.dilations: a list of integers >= 1")
-        for name in ("drop", "attn_drop", "late_dropout", "label_smoothing"):
+        for name in ("drop", "attn_drop", "late_dropout", "label_smoothing", "bn_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"config model.{name}: must be in [0, 1)")
 
@@ -162,13 +163,14 @@ class ECA(nn.Module):
 
 
 class Conv1DBlock(nn.Module):
-    def __init__(self, dim: int, kernel_size: int, dilation: int, expand: int, drop: float, eca_kernel: int):
+    def __init__(self, dim: int, kernel_size: int, dilation: int, expand: int, drop: float, eca_kernel: int,
+                 bn_momentum: float = 0.05):
         super().__init__()
         hidden = dim * expand
         self.expand = nn.Linear(dim, hidden)
         self.pad = dilation * (kernel_size - 1)
         self.dwconv = nn.Conv1d(hidden, hidden, kernel_size, dilation=dilation, groups=hidden, bias=False)
-        self.bn = MaskedBatchNorm(hidden)
+        self.bn = MaskedBatchNorm(hidden, bn_momentum)
         self.eca = ECA(eca_kernel)
         self.project = nn.Linear(hidden, dim)
         self.drop = SampleDropout(drop)
@@ -181,13 +183,14 @@ class Conv1DBlock(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_expand: int, drop: float, attn_drop: float):
+    def __init__(self, dim: int, heads: int, mlp_expand: int, drop: float, attn_drop: float,
+                 bn_momentum: float = 0.05):
         super().__init__()
         self.heads, self.attn_drop = heads, attn_drop
-        self.bn1 = MaskedBatchNorm(dim)
+        self.bn1 = MaskedBatchNorm(dim, bn_momentum)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim, bias=False)
-        self.bn2 = MaskedBatchNorm(dim)
+        self.bn2 = MaskedBatchNorm(dim, bn_momentum)
         self.mlp1 = nn.Linear(dim, dim * mlp_expand, bias=False)
         self.mlp2 = nn.Linear(dim * mlp_expand, dim, bias=False)
         self.drop = SampleDropout(drop)
@@ -240,7 +243,7 @@ class ISLRModel(nn.Module):
         self.cfg = cfg
         d = cfg.dim
         self.stem = nn.Linear(feature_dim, d, bias=False)
-        self.stem_bn = MaskedBatchNorm(d)
+        self.stem_bn = MaskedBatchNorm(d, cfg.bn_momentum)
         conv_n = 0 if cfg.arch == "transformer" else cfg.conv_per_stage
         seq = {"cnn-transformer": "transformer", "transformer": "transformer", "cnn": None,
                "cnn-bigru": "gru", "cnn-bilstm": "lstm"}[cfg.arch]
@@ -248,9 +251,9 @@ class ISLRModel(nn.Module):
         for s in range(cfg.stages):
             for i in range(conv_n):
                 dil = cfg.dilations[(s * conv_n + i) % len(cfg.dilations)]
-                blocks.append(Conv1DBlock(d, cfg.kernel_size, dil, cfg.expand, cfg.drop, cfg.eca_kernel))
+                blocks.append(Conv1DBlock(d, cfg.kernel_size, dil, cfg.expand, cfg.drop, cfg.eca_kernel, cfg.bn_momentum))
             if seq == "transformer":
-                blocks.append(TransformerBlock(d, cfg.heads, cfg.mlp_expand, cfg.drop, cfg.attn_drop))
+                blocks.append(TransformerBlock(d, cfg.heads, cfg.mlp_expand, cfg.drop, cfg.attn_drop, cfg.bn_momentum))
             elif seq in ("gru", "lstm"):
                 blocks.append(BiRNN(d, seq, cfg.drop))
         self.blocks = nn.ModuleList(blocks)

@@ -27,7 +27,7 @@ console = Console(stderr=True)
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart", "sltdata.cli.stats", "sltdata.cli.extract",
-                   "sltdata.cli.shard")
+                   "sltdata.cli.shard", "sltdata.cli.train")
 
 
 def _register() -> None:

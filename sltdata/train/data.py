@@ -12,7 +12,6 @@ Splits are ``train`` (every fold but the validation fold), ``val`` (``fold{val_f
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -87,16 +86,12 @@ class ShardData:
 
         self.path = Path(path)
         self.index = ShardIndex.open(self.path)
-        index_file = self.path / "index.json" if self.path.is_dir() else self.path
-        self.meta = json.loads(index_file.read_text())
         self.cfg, self.target = cfg, target
-        layouts = self.meta.get("layouts") or ["holistic-543"]
-        self.layout = layouts[0]
-        pre = self.meta.get("transform")
-        if pre:  # shards already hold features: the loader passes them through untouched
+        self.layout = (self.index.layouts or ["holistic-543"])[0]
+        if self.index.transform:  # shards already hold features: the loader passes them through
             if cfg.transforms:
-                log.warning("shards hold transformed features (%s); the config's transforms are ignored", index_file)
-            self.tcfg = load_transform_config(pre)
+                log.warning("shards in %s hold transformed features; the config's transforms are ignored", self.path)
+            self.tcfg = load_transform_config(self.index.transform)
             self.device_aug, self.loader_transforms = False, None
         else:
             self.tcfg = load_transform_config(cfg.transforms or None)
@@ -105,12 +100,10 @@ class ShardData:
             self.loader_transforms = None if self.device_aug else self.tcfg
         pipe = build_pipeline(self.tcfg, layout=self.layout)
         self.info = DatasetInfo(feature_dim=int(pipe.feature_dim), max_length=pipe.max_length,
-                                labels=self.meta.get("labels"), characters=self.meta.get("characters"),
+                                labels=self.index.labels, characters=self.index.characters,
                                 layout=self.layout, transform=self.tcfg.to_dict())
         self._aug = None
-        folds = self.meta.get("folds")
-        self.fold_names = [f"fold{i}" for i in range(int(folds))] if folds else sorted(
-            s for s in self.meta.get("splits", {}) if s.startswith("fold"))
+        self.fold_names = [f"fold{i}" for i in range(self.index.folds)]
 
     def split_names(self, split: str) -> list[str]:
         vf = self.cfg.data.val_fold
@@ -121,16 +114,16 @@ class ShardData:
         if split == "val":
             return [] if vf is None else [f"fold{vf}"]
         if split == "test":
-            if "test" not in self.meta.get("splits", {}):
-                raise ConfigError(f"{self.path} has no held-out test split")
+            if "test" not in self.index.splits:
+                raise ConfigError(f"{self.path} has no held-out test split (shard with --test-fraction)")
             return ["test"]
-        if split in self.meta.get("splits", {}):
+        if split in self.index.splits:
             return [split]
-        raise ConfigError(f"unknown split {split!r} (train, val, test, or one of {', '.join(self.meta.get('splits', {}))})")
+        raise ConfigError(f"unknown split {split!r} (train, val, test, or one of {', '.join(self.index.splits)})")
 
     def num_samples(self, split: str) -> int:
-        names = set(self.split_names(split))
-        return sum(int(s["samples"]) for s in self.meta.get("shards", []) if s["split"] in names)
+        names = self.split_names(split)
+        return self.index.samples(names) if names else 0
 
     def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False) -> Iterable[dict]:
@@ -143,8 +136,7 @@ class ShardData:
         return loader(self.path, folds=names, transforms=self.loader_transforms, batch_size=batch_size,
                       shuffle_buffer=d.shuffle_buffer if train else 0, num_workers=d.num_workers,
                       seed=self.cfg.train.seed, epoch=epoch, target=self.target, train=train,
-                      rank=rank if world_size > 1 else None, world_size=world_size if world_size > 1 else None,
-                      drop_last=drop_last)
+                      rank=rank, world_size=world_size, drop_last=drop_last)
 
     def to_device(self, batch: dict, device: torch.device, generator: torch.Generator | None,
                   train: bool) -> dict:

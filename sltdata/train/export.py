@@ -38,7 +38,7 @@ def export_onnx(model: nn.Module, info: DatasetInfo, path: str | Path, opset: in
     batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=2)
     with torch.no_grad():
         torch.onnx.export(model, (features, mask), str(path), input_names=["features", "mask"],
-                          output_names=["logits"], opset_version=opset, dynamo=True, external_data=False,
+                          output_names=["logits"], opset_version=opset, dynamo=True, external_data=False, verbose=False,
                           dynamic_shapes={"features": {0: batch, 1: time}, "mask": {0: batch, 1: time}})
     return path
 

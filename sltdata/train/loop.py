@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, save_config
@@ -193,7 +194,6 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
     per_rank = data.num_samples("train") // dd.world_size
     micro_per_epoch = per_rank // bs if cfg.data.drop_last else -(-per_rank // bs)
     if micro_per_epoch < 1:
-        from sltdata.errors import ConfigError
         raise ConfigError(f"{per_rank} training samples per rank: fewer than one batch of {bs}")
     steps_per_epoch = max(1, micro_per_epoch // tc.grad_accum)
     total_steps = steps_per_epoch * tc.epochs
@@ -248,7 +248,7 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
             progress(event)
 
     monitor, mode = trainer.monitor, trainer.monitor_mode
-    has_val = data.num_samples("val") > 0 if _has_split(data, "val") else False
+    has_val = _num_samples(data, "val") > 0
     last_val: dict = {}
     stop = False
     emit({"kind": "start", "epochs": tc.epochs, "steps_per_epoch": steps_per_epoch, "start_epoch": start_epoch,
@@ -363,8 +363,8 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
     return summary
 
 
-def _has_split(data, split: str) -> bool:
+def _num_samples(data, split: str) -> int:
     try:
-        return data.num_samples(split) >= 0
-    except Exception:  # a source without that split
-        return False
+        return data.num_samples(split)
+    except ConfigError:  # a source without that split
+        return 0

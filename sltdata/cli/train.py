@@ -1,0 +1,120 @@
+"""`sltdata train`, `sltdata evaluate`, `sltdata export`, `sltdata trainers`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sltdata.cli import app, console
+
+
+class _TrainProgress:
+    """Renders the loop's progress events: one bar per epoch with loss, lr and samples/s."""
+
+    def __init__(self, bar: Progress):
+        self.bar, self.task = bar, None
+
+    def __call__(self, e: dict) -> None:
+        kind = e["kind"]
+        if kind == "start":
+            self.epochs, self.total = e["epochs"], e["steps_per_epoch"]
+            self.task = self.bar.add_task("", total=self.total, stats="")
+        elif kind == "epoch_start":
+            self.bar.reset(self.task, total=self.total, description=f"epoch {e['epoch'] + 1}/{self.epochs}")
+        elif kind == "step":
+            self.bar.update(self.task, completed=min(self.total, e["micro"] // max(1, e["micro_total"] // self.total)),
+                            stats=f"loss {e['loss']:.4f}  lr {e['lr']:.2e}  {e['samples_per_s']:,.0f} samples/s")
+        elif kind == "epoch":
+            vals = "  ".join(f"{k[4:]} {v:.4f}" for k, v in e.items() if k.startswith("val_") and isinstance(v, float))
+            console.print(f"epoch {e['epoch'] + 1}: step {e['step']}" + (f"  val: {vals}" if vals else ""),
+                          highlight=False)
+
+
+def _metrics_table(title: str, metrics: dict) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    return table
+
+
+@app.command()
+def train(
+    trainer: str = typer.Option("islr", "--trainer", "-t", help="Trainer name (see `sltdata trainers`)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Shard directory (or its index.json) from `sltdata shard`."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports."),
+    val_fold: Optional[int] = typer.Option(None, "--val-fold", help="Validate on fold K, train on the other folds."),
+    test: bool = typer.Option(False, "--test", help="After training, evaluate the best checkpoint on the test split."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
+):
+    """Train a model on shards with a registered trainer; multi-GPU under `torchrun`."""
+    import os
+
+    from sltdata.train.runs import train as run_train
+
+    main = int(os.environ.get("RANK", "0")) == 0
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[stats]}"), console=console, transient=True, disable=not main)
+    with bar:
+        summary = run_train(trainer, data, out, config, set_, val_fold=val_fold, epochs=epochs, test=test,
+                            resume=resume, progress=_TrainProgress(bar))
+    if not main:
+        return
+    best = summary.get("best")
+    typer.echo(f"trained {summary['global_step']} steps into {out}"
+               + (f"; best val {summary['monitor']} {best:.4f}" if best is not None else ""))
+    if summary.get("test"):
+        console.print(_metrics_table(f"test ({out / 'eval-test'})", summary["test"]))
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
+    data: Path = typer.Option(..., "--data", "-d", help="Shard directory to evaluate on."),
+    split: str = typer.Option("test", help="test, val (the run's validation fold), train, or a fold name."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default RUN/eval-SPLIT)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """Print a run's metrics on a split as a table; write predictions and the trainer's reports."""
+    from sltdata.train.runs import evaluate_run
+
+    metrics, where = evaluate_run(run, data, split=split, checkpoint=checkpoint, out=out, device=device)
+    console.print(_metrics_table(f"{split} ({where})", metrics))
+    typer.echo(f"predictions and reports in {where}")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
+    format: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default RUN/model.FORMAT)."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+):
+    """Export a run's model; ONNX exports are checked against PyTorch with onnxruntime when installed."""
+    from sltdata.train.runs import export_run
+
+    path, diff = export_run(run, format=format, out=out, checkpoint=checkpoint)
+    check = "" if diff is None else f" (onnxruntime max |logit diff| {diff:.2e})"
+    typer.echo(f"wrote {path}{check}")
+
+
+@app.command()
+def trainers():
+    """List installed trainers (the `sltdata.trainers` entry-point group)."""
+    from sltdata.train.registry import trainer_entry_points
+
+    table = Table(title="trainers")
+    table.add_column("name")
+    table.add_column("class")
+    for name, value in trainer_entry_points().items():
+        table.add_row(name, value)
+    console.print(table)
