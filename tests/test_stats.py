@@ -305,3 +305,9 @@ def test_cli_plots_option_writes_figures(hand_store, tmp_path, capsys):
     assert main(["stats", str(hand_store[0]), "--json", "--plots", str(tmp_path / "figs")]) == 0
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert names == ["class_counts.png", "hand_detection.png", "lengths.png"]  # no folds in a store
+
+
+def test_cli_metadata_only_has_no_detection(hand_store, capsys):
+    assert main(["stats", str(hand_store[0]), "--json", "--metadata-only"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["detection"] is None and printed["sequences"] == len(hand_store[1])
