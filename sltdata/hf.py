@@ -263,7 +263,7 @@ def push(path: str | Path, repo_id: str, private: bool = False, license: str = "
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         raise HubError(f"push: the Hub refused {repo_id} (HTTP {status}); check the repo id and your access") from None
-    except OSError as e:  # connection refused, DNS failure, timeouts (httpx/requests errors are OSErrors or wrapped)
+    except OSError as e:  # connection refused, DNS failure
         raise HubError(f"push: cannot reach the Hugging Face Hub ({type(e).__name__}); nothing was uploaded") from None
     except Exception as e:
         if _is_network_error(e):
@@ -273,18 +273,15 @@ def push(path: str | Path, repo_id: str, private: bool = False, license: str = "
 
 
 def _is_network_error(e: Exception) -> bool:
-    try:
-        import httpx
+    """Connection/DNS/timeout errors of whichever HTTP client huggingface_hub uses (httpx2, httpx, requests)."""
+    import importlib
 
-        if isinstance(e, httpx.TransportError):
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests.exceptions", "ConnectionError")):
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(e, cls):
             return True
-    except ImportError:
-        pass
-    try:
-        import requests
-
-        if isinstance(e, requests.exceptions.ConnectionError):
-            return True
-    except ImportError:
-        pass
     return False
