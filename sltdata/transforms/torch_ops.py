@@ -97,11 +97,12 @@ class BatchAugment:
     """Normalization, temporal steps, augmentations and features of a TransformConfig, batched."""
 
     def __init__(self, cfg: TransformConfig | dict | str | None = None, layout: str | Layout | None = None,
-                 device: str | torch.device = "cpu", zeros_are_missing: bool = True):
+                 device: str | torch.device = "cpu", zeros_are_missing: bool = True, cpu_chunk: int = 32):
         self.pipe = build_pipeline(cfg, layout)
         self.cfg = self.pipe.cfg
         self.device = torch.device(device)
         self.zeros_are_missing = zeros_are_missing
+        self.cpu_chunk = cpu_chunk
         p = self.pipe
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)  # noqa: E731
         self._work = as_t(p.work)
@@ -164,23 +165,50 @@ class BatchAugment:
     def __call__(self, landmarks: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
                  train: bool = True, params: dict[str, torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        lm = torch.as_tensor(landmarks, device=self.device)
+        mask = torch.as_tensor(mask, device=self.device, dtype=torch.bool)
+        b = lm.shape[0]
+        chunk = self.cpu_chunk if self.device.type == "cpu" else b
+        if b <= chunk:
+            return self._run(lm, mask, generator, train, params)
+        # On the CPU, chunks of samples keep every intermediate tensor small enough for malloc to
+        # reuse memory; whole-batch intermediates of hundreds of MB are page-faulted afresh by each
+        # operation and run several times slower. Draws come from the generator chunk after chunk.
+        outs = []
+        for i in range(0, b, chunk):
+            sub = None if params is None else {k: v[i:i + chunk] for k, v in params.items()}
+            outs.append(self._run(lm[i:i + chunk], mask[i:i + chunk], generator, train, sub))
+        width = max(f.shape[1] for f, _ in outs)
+        feats = outs[0][0].new_zeros(b, width, self.feature_dim)
+        out_mask = torch.zeros(b, width, dtype=torch.bool, device=self.device)
+        for i, (f, m) in zip(range(0, b, chunk), outs):
+            feats[i:i + len(f), :f.shape[1]] = f
+            out_mask[i:i + len(f), :f.shape[1]] = m
+        return feats, out_mask
+
+    def _run(self, lm: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None, train: bool,
+             params: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, p = self.cfg, self.pipe
         dev = self.device
-        lm = torch.as_tensor(landmarks, device=dev, dtype=torch.float32)
-        mask = torch.as_tensor(mask, device=dev, dtype=torch.bool)
         b, t = lm.shape[:2]
-        if self.zeros_are_missing:
-            lm = lm.masked_fill((lm == 0).all(-1, keepdim=True), NAN)
-        lm = lm.masked_fill(~mask[:, :, None, None], NAN)
+        invalid = ~mask[:, :, None]
+
+        def points(idx: torch.Tensor, coords: int) -> torch.Tensor:
+            """Only the needed points are copied: the raw batch is 4x bigger than the selection."""
+            v = lm.index_select(2, idx)
+            if self.zeros_are_missing:
+                v = v.masked_fill((v == 0).all(-1, keepdim=True), NAN)
+            return v[..., :coords].float().masked_fill(invalid[..., None], NAN)
+
         # 1. select the working points, coordinate-major (B, C, T, K)
-        x = lm[:, :, self._work, :p.coords].permute(0, 3, 1, 2)
+        x = points(self._work, p.coords).permute(0, 3, 1, 2)
         n_sel = p.n_selected
         # 2. drop frames: stable compaction of the kept frames to the front
         mode = cfg.temporal.drop_frames
         if mode == "empty":
             ok = ~torch.isnan(x[:, 0, :, :n_sel]).all(-1)
         elif mode == "handless":
-            ok = ~torch.isnan(lm[:, :, self._hands, 0]).all(-1)
+            ok = ~torch.isnan(points(self._hands, 1)[..., 0]).all(-1)
         else:
             ok = torch.ones_like(mask)
         keep = mask & ok
@@ -301,29 +329,34 @@ class BatchAugment:
         cfg = self.cfg
         b, c, t, k = x.shape
         tt = torch.arange(t, device=x.device)[None, :]
-        parts = [x]
-        diff = x[:, :, 1:] - x[:, :, :-1]
-        for kind in cfg.motion:
-            mo = torch.zeros_like(x)
-            if kind == "velocity" and t > 1:
-                ok = (tt[:, :-1] + 1 < lengths[:, None])[:, None, :, None]
-                mo[:, :, :-1] = torch.where(ok, diff, 0)
-            elif kind == "acceleration" and t > 2:
-                ok = (tt[:, :-2] + 2 < lengths[:, None])[:, None, :, None]
-                mo[:, :, :-2] = torch.where(ok, diff[:, :, 1:] - diff[:, :, :-1], 0)
-            elif kind == "lag2" and t > 2:
-                ok = (tt[:, :-2] + 2 < lengths[:, None])[:, None, :, None]
-                mo[:, :, :-2] = torch.where(ok, x[:, :, 2:] - x[:, :, :-2], 0)
-            parts.append(mo)
-        feats = torch.stack(parts, 1).permute(0, 3, 1, 2, 4).reshape(b, t, -1)  # (B, T, parts*C*K)
-        out_mask = tt < lengths[:, None]
-        feats = torch.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0).masked_fill(~out_mask[..., None], 0.0)
         m = cfg.max_length
-        out_t = m if (m is not None and cfg.temporal.pad) else int(lengths.max()) if b else 0
-        if out_t > t:
-            feats = torch.cat([feats, feats.new_zeros(b, out_t - t, feats.shape[2])], 1)
-            out_mask = torch.cat([out_mask, out_mask.new_zeros(b, out_t - t)], 1)
-        return feats[:, :out_t].contiguous(), out_mask[:, :out_t].contiguous()
+        out_t = m if (m is not None and cfg.temporal.pad) else (int(lengths.max()) if b else 0)
+        kinds = cfg.motion
+        # One output buffer written in place: (B, T, parts, C, K) is (B, T, D) in the NumPy order.
+        out = x.new_zeros(b, max(out_t, t), 1 + len(kinds), c, k)
+        out[:, :t, 0] = x.transpose(1, 2)
+        diff = x[:, :, 1:] - x[:, :, :-1]
+        for i, kind in enumerate(kinds, start=1):
+            if kind == "velocity" and t > 1:
+                out[:, :t - 1, i] = diff.transpose(1, 2)
+                last = 1
+            elif kind == "acceleration" and t > 2:
+                out[:, :t - 2, i] = (diff[:, :, 1:] - diff[:, :, :-1]).transpose(1, 2)
+                last = 2
+            elif kind == "lag2" and t > 2:
+                out[:, :t - 2, i] = (x[:, :, 2:] - x[:, :, :-2]).transpose(1, 2)
+                last = 2
+            else:
+                continue
+            # zero where the later frame is past the sample's length
+            late = tt + last >= lengths[:, None]
+            out[:, :t, i].masked_fill_(late[:, :, None, None], 0.0)
+        # frames from t on are still zero; only the first t need cleaning
+        body = out[:, :t]
+        body.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        body.masked_fill_((tt >= lengths[:, None])[:, :, None, None, None], 0.0)
+        out_mask = torch.arange(out.shape[1], device=x.device)[None, :] < lengths[:, None]
+        return out[:, :out_t].reshape(b, out_t, -1), out_mask[:, :out_t].contiguous()
 
 
 __all__ = ["BatchAugment", "stack_draws"]
