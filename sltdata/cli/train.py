@@ -47,7 +47,7 @@ def _metrics_table(title: str, metrics: dict) -> Table:
 def train(
     trainer: str = typer.Option("islr", "--trainer", "-t", help="Trainer name (see `sltdata trainers`)."),
     data: Path = typer.Option(..., "--data", "-d", help="Shard directory (or its index.json) from `sltdata shard`."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name: islr-tiny, islr-default."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports."),
     val_fold: Optional[int] = typer.Option(None, "--val-fold", help="Validate on fold K, train on the other folds."),

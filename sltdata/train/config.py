@@ -104,6 +104,11 @@ def _check(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config {key}: {value!r} is not one of {', '.join(map(repr, choices))}")
         return value
     if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config {key}: expected a number, got {value!r}")
         return float(value)

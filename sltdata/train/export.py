@@ -4,6 +4,7 @@ check against onnxruntime (when installed) that the exported graph gives the sam
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ def export_onnx(model: nn.Module, info: DatasetInfo, path: str | Path, opset: in
     model = model.eval().cpu()
     features, mask = example_batch(info)
     batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=2)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter chatter (shared dynamic axes, deprecations)
         torch.onnx.export(model, (features, mask), str(path), input_names=["features", "mask"],
                           output_names=["logits"], opset_version=opset, dynamo=True, external_data=False, verbose=False,
                           dynamic_shapes={"features": {0: batch, 1: time}, "mask": {0: batch, 1: time}})

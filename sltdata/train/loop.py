@@ -214,11 +214,12 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
         start_epoch, skip = int(state["epoch"]), int(state["step_in_epoch"])
         global_step, bad_epochs = int(state["global_step"]), int(state["bad_epochs"])
         best = state.get("best")
-        ckpt.restore_rng(state["rng"][min(dd.rank, len(state["rng"]) - 1)], None)
-        gen_state = state["rng"][min(dd.rank, len(state["rng"]) - 1)].get("generator")
+        rng = state["rng"][min(dd.rank, len(state["rng"]) - 1)]
+        if not skip:
+            ckpt.restore_rng(rng, None)
         log.info("resuming at epoch %d, batch %d (step %d)", start_epoch, skip, global_step)
     else:
-        gen_state = None
+        rng = None
 
     if tc.compile:
         model = torch.compile(model)
@@ -258,16 +259,15 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
             break
         model.train()
         generator.manual_seed(tc.seed * 1_000_003 + epoch * 7919 + dd.rank)
-        if gen_state is not None and skip:
-            generator.set_state(gen_state)
-        gen_state = None
         for h in hooks:
             h.set_train_progress(epoch)
         awp_on = tc.awp_lambda > 0 and epoch >= tc.awp_start_epoch
         batches = iter(data.batches("train", epoch=epoch, train=True, batch_size=bs, rank=dd.rank,
                                     world_size=dd.world_size, drop_last=cfg.data.drop_last))
-        for _ in range(skip):  # data position of a mid-epoch checkpoint
-            next(batches, None)
+        if skip:  # a mid-epoch checkpoint: its data position, then its RNG states (making the
+            for _ in range(skip):  # loader iterator above drew from the torch RNG, as it did then)
+                next(batches, None)
+            ckpt.restore_rng(rng, generator)
         micro, t0, seen, loss_acc, loss_n = skip, time.perf_counter(), 0, 0.0, 0
         skip = 0
         emit({"kind": "epoch_start", "epoch": epoch})

@@ -16,6 +16,19 @@ from sltdata.train.config import RunConfig, load_config
 from sltdata.train.registry import get_trainer
 
 
+def resolve_config(config: str | Path | dict | None) -> str | Path | dict | None:
+    """A config file path, or the name of a recipe bundled in ``trainers/configs`` (``islr-tiny``)."""
+    if config is None or isinstance(config, dict) or Path(config).is_file():
+        return config
+    import trainers
+
+    bundled = Path(trainers.__file__).parent / "configs" / f"{config}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in bundled.parent.glob("*.yaml"))
+    raise ConfigError(f"{config}: no such config file or bundled recipe (bundled: {', '.join(names)})")
+
+
 def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str | Path | dict | None = None,
           overrides: list[str] | None = None, *, val_fold: int | None = None, epochs: int | None = None,
           test: bool = False, resume: bool = False, progress=None) -> dict:
@@ -36,7 +49,7 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
         extra.append(f"data.val_fold={val_fold}")
     if epochs is not None:
         extra.append(f"train.epochs={epochs}")
-    cfg = load_config(config, extra, model_class=trainer.config_class)
+    cfg = load_config(resolve_config(config), extra, model_class=trainer.config_class)
     cfg.trainer = trainer_name
     data = ShardData(data_dir, cfg, trainer.target)
     return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)

@@ -1,0 +1,63 @@
+"""Run configs and the trainer registry."""
+
+import pytest
+
+from sltdata.errors import ConfigError
+from sltdata.train.config import load_config, parse_overrides
+from sltdata.train.registry import get_trainer, trainer_entry_points
+from trainers.islr import ISLRConfig, ISLRTrainer
+
+
+def test_overrides_are_parsed_as_yaml_scalars_into_sections():
+    assert parse_overrides(["train.lr=0.001", "model.arch=cnn", "data.val_fold=2", "train.compile=true"]) == {
+        "train": {"lr": 0.001, "compile": True}, "model": {"arch": "cnn"}, "data": {"val_fold": 2}}
+
+
+def test_override_beats_file_value(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {lr: 0.1, epochs: 3}\nmodel: {dim: 64, heads: 4}\n")
+    cfg = load_config(path, ["train.lr=0.5", "model.dim=32"], model_class=ISLRConfig)
+    assert (cfg.train.lr, cfg.train.epochs, cfg.model.dim) == (0.5, 3, 32)
+
+
+def test_integer_is_accepted_where_a_float_is_expected():
+    assert load_config({"train": {"lr": 1}}, model_class=ISLRConfig).train.lr == 1.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=fast", "train.lr: expected a number"),
+    ("train.epochs=1.5", "train.epochs: expected an integer"),
+    ("train.optimizer=adam", "train.optimizer: 'adam' is not one of"),
+    ("model.arch=lstm", "model.arch: 'lstm' is not one of"),
+    ("model.depth=3", "unknown key 'depth'"),
+    ("optim.lr=3", "unknown section 'optim'"),
+    ("model.dim=30", "divisible by model.heads"),
+    ("train.lr", "expected key=value"),
+])
+def test_bad_override_raises_config_error_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({}, [override], model_class=ISLRConfig)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml", model_class=ISLRConfig)
+
+
+def test_islr_is_registered_through_its_entry_point():
+    assert trainer_entry_points()["islr"] == "trainers.islr:ISLRTrainer"
+    assert isinstance(get_trainer("islr"), ISLRTrainer)
+
+
+def test_unknown_trainer_lists_installed_ones():
+    with pytest.raises(ConfigError, match=r"unknown trainer 'nope' \(installed: .*islr"):
+        get_trainer("nope")
+
+
+def test_config_without_model_class_finds_it_through_the_registry():
+    cfg = load_config({"trainer": "islr", "model": {"arch": "cnn"}})
+    assert isinstance(cfg.model, ISLRConfig) and cfg.model.arch == "cnn"
+
+
+def test_exponent_without_dot_is_read_as_a_float():
+    assert load_config({}, ["train.lr=3e-4"], model_class=ISLRConfig).train.lr == 3e-4
