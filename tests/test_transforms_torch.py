@@ -85,3 +85,11 @@ def test_no_generator_or_eval_means_no_augmentation():
     plain = aug(x, mask, None, train=True)
     torch.testing.assert_close(aug(x, mask, torch.Generator().manual_seed(0), train=False), plain)
     assert load_transform_config(CONFIGS[1]).augment.any
+
+
+def test_batch_path_handles_samples_with_no_frames():
+    seqs = [np.zeros((0, 543, 3), np.float32), fake_landmarks(6, seed=0)]
+    for cfg in CONFIGS:
+        assert_batch_equals_numpy(cfg, seqs, train=True)
+    feats, mask = BatchAugment(None)(*padded_batch([seqs[0], seqs[0]]), torch.Generator().manual_seed(0))
+    assert feats.shape == (2, 384, 708) and not mask.any() and not feats.any()

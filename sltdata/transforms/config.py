@@ -9,7 +9,10 @@ The defaults reproduce the preprocessing of the ISLR 1st-place solution (hoyso48
 2023, https://www.kaggle.com/competitions/asl-signs/discussion/406684) as far as it is sound: its 118
 points (``islr-1st``), max length 384, frames with no selected point dropped, x/y only (MediaPipe's z is
 a noisy monocular depth estimate; seed 001 drops it too), centred on the nose and scaled by the std of
-all points, velocity and acceleration concatenated. Its augmentation probabilities (resample 0.8,
+all points, velocity and acceleration concatenated (seed 001's first and second differences; the
+solution used lags 1 and 2, available as ``motion: [velocity, lag2]``). "Nose" here is face-mesh
+point 1, the nose tip; the solution's reference "landmark 17" is face-mesh point 17, on the lower
+lip, and ``normalize.center: face:17`` reproduces it exactly. Its augmentation probabilities (resample 0.8,
 flip 0.5, affine 0.75, temporal block mask 0.5) and ranges are the augment defaults. Two deliberate
 differences, both documented: the scale is one scalar std over x and y (the solution's per-axis std
 distorts the aspect ratio, which rotation augmentation then sees), and augmentations run after

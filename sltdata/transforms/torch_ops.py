@@ -190,7 +190,12 @@ class BatchAugment:
              params: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, p = self.cfg, self.pipe
         dev = self.device
-        b, t = lm.shape[:2]
+        if params is not None:
+            params = {k: v.to(dev) for k, v in params.items()}
+        real = mask.any(0).nonzero()
+        t = int(real.max()) + 1 if real.numel() else 0
+        lm, mask = lm[:, :t], mask[:, :t]  # no work on padding every sample has
+        b = lm.shape[0]
         invalid = ~mask[:, :, None]
 
         def points(idx: torch.Tensor, coords: int) -> torch.Tensor:
