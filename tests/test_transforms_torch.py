@@ -33,8 +33,8 @@ def padded_batch(seqs, zeros=False):
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
-def assert_batch_equals_numpy(cfg, seqs, train, seed=0, zeros=False):
-    pipe, batch = build_pipeline(cfg), BatchAugment(cfg, device="cpu")
+def assert_batch_equals_numpy(cfg, seqs, train, seed=0, zeros=False, chunk=32):
+    pipe, batch = build_pipeline(cfg), BatchAugment(cfg, device="cpu", cpu_chunk=chunk)
     runs = [pipe.run(s, sample_rng(seed, f"k{i}"), train=train) for i, s in enumerate(seqs)]
     x, mask = padded_batch(seqs, zeros)
     params = stack_draws([r[2] for r in runs]) if train else None
@@ -93,3 +93,9 @@ def test_batch_path_handles_samples_with_no_frames():
         assert_batch_equals_numpy(cfg, seqs, train=True)
     feats, mask = BatchAugment(None)(*padded_batch([seqs[0], seqs[0]]), torch.Generator().manual_seed(0))
     assert feats.shape == (2, 384, 708) and not mask.any() and not feats.any()
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_batch_processed_in_cpu_chunks_equals_numpy_path(cfg):
+    seqs = [fake_landmarks(n, seed=n, nan_fraction=0.3) for n in (3, 30, 1, 17, 44)]
+    assert_batch_equals_numpy(cfg, seqs, train=True, chunk=2)

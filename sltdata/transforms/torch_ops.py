@@ -97,7 +97,7 @@ class BatchAugment:
     """Normalization, temporal steps, augmentations and features of a TransformConfig, batched."""
 
     def __init__(self, cfg: TransformConfig | dict | str | None = None, layout: str | Layout | None = None,
-                 device: str | torch.device = "cpu", zeros_are_missing: bool = True, cpu_chunk: int = 32):
+                 device: str | torch.device = "cpu", zeros_are_missing: bool = True, cpu_chunk: int = 8):
         self.pipe = build_pipeline(cfg, layout)
         self.cfg = self.pipe.cfg
         self.device = torch.device(device)
@@ -174,6 +174,16 @@ class BatchAugment:
         # On the CPU, chunks of samples keep every intermediate tensor small enough for malloc to
         # reuse memory; whole-batch intermediates of hundreds of MB are page-faulted afresh by each
         # operation and run several times slower. Draws come from the generator chunk after chunk.
+        m = self.cfg.max_length
+        if m is not None and self.cfg.temporal.pad:  # known width: chunks write straight into the output
+            parts = 1 + len(self.cfg.motion)
+            out = torch.zeros(b, m, parts, self.pipe.coords, self.pipe.n_selected, device=self.device)
+            out_mask = torch.zeros(b, m, dtype=torch.bool, device=self.device)
+            for i in range(0, b, chunk):
+                sub = None if params is None else {k: v[i:i + chunk] for k, v in params.items()}
+                _, out_mask[i:i + chunk] = self._run(lm[i:i + chunk], mask[i:i + chunk], generator, train, sub,
+                                                     out=out[i:i + chunk])
+            return out.reshape(b, m, -1), out_mask
         outs = []
         for i in range(0, b, chunk):
             sub = None if params is None else {k: v[i:i + chunk] for k, v in params.items()}
@@ -181,13 +191,14 @@ class BatchAugment:
         width = max(f.shape[1] for f, _ in outs)
         feats = outs[0][0].new_zeros(b, width, self.feature_dim)
         out_mask = torch.zeros(b, width, dtype=torch.bool, device=self.device)
-        for i, (f, m) in zip(range(0, b, chunk), outs):
+        for i, (f, mk) in zip(range(0, b, chunk), outs):
             feats[i:i + len(f), :f.shape[1]] = f
-            out_mask[i:i + len(f), :f.shape[1]] = m
+            out_mask[i:i + len(f), :f.shape[1]] = mk
         return feats, out_mask
 
     def _run(self, lm: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None, train: bool,
-             params: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+             params: dict[str, torch.Tensor] | None, out: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, p = self.cfg, self.pipe
         dev = self.device
         if params is not None:
@@ -206,7 +217,7 @@ class BatchAugment:
             return v[..., :coords].float().masked_fill(invalid[..., None], NAN)
 
         # 1. select the working points, coordinate-major (B, C, T, K)
-        x = points(self._work, p.coords).permute(0, 3, 1, 2)
+        x = points(self._work, p.coords).permute(0, 3, 1, 2).contiguous()
         n_sel = p.n_selected
         # 2. drop frames: stable compaction of the kept frames to the front
         mode = cfg.temporal.drop_frames
@@ -252,7 +263,7 @@ class BatchAugment:
             if fire is not None:
                 params.update(self.draw_frames(lengths, frames, fire, generator))
             x = self._augment(x, params, frames)
-        return self._features(x, lengths)
+        return self._features(x, lengths, out)
 
     def _fill_gaps(self, x: torch.Tensor, max_gap: int) -> torch.Tensor:
         b, c, t, k = x.shape
@@ -330,7 +341,9 @@ class BatchAugment:
         hidden = _fit_frames(params["hidden"], frames, False)
         return x.masked_fill(hidden[:, None, :, None], NAN)
 
-    def _features(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, x: torch.Tensor, lengths: torch.Tensor, out: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, T', D) and mask; ``out`` is a zeroed (B, max_length, parts, C, K) buffer to fill."""
         cfg = self.cfg
         b, c, t, k = x.shape
         tt = torch.arange(t, device=x.device)[None, :]
@@ -338,7 +351,8 @@ class BatchAugment:
         out_t = m if (m is not None and cfg.temporal.pad) else (int(lengths.max()) if b else 0)
         kinds = cfg.motion
         # One output buffer written in place: (B, T, parts, C, K) is (B, T, D) in the NumPy order.
-        out = x.new_zeros(b, max(out_t, t), 1 + len(kinds), c, k)
+        if out is None:
+            out = x.new_zeros(b, max(out_t, t), 1 + len(kinds), c, k)
         out[:, :t, 0] = x.transpose(1, 2)
         diff = x[:, :, 1:] - x[:, :, :-1]
         for i, kind in enumerate(kinds, start=1):
