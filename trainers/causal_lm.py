@@ -1,0 +1,238 @@
+"""`causal-lm`: pose-to-text translation with any HuggingFace decoder-only model (Qwen, Llama,
+Gemma, Mistral, GPT-2), LoRA through peft.
+
+Seed 002 of this project. The projected pose frames (``trainers.pose_encoder``) become a soft prefix
+of the model's input: ``[BOS] pose frames, prompt tokens, target tokens, EOS``. Only the target
+tokens (and EOS) are supervised; labels are -100 on the BOS, the frames and the prompt. Each
+sequence is packed without holes (its real frames, then its prompt right after them), right-padded
+for training and left-padded for generation, so position ids are the same in both (HF generation
+derives them from the attention mask's running count, which is what right padding gives).
+
+LoRA (``lora: true``, default): the text model is frozen and adapters of rank ``lora_r`` (scale
+``lora_alpha / lora_r``) are added to ``lora_target_modules`` (default: peft's choice for the
+architecture, e.g. q_proj/v_proj for Llama and Qwen, c_attn for GPT-2); the projector always trains.
+``load_in: 4bit | 8bit`` loads the pretrained model quantized through bitsandbytes (QLoRA), which
+needs bitsandbytes and a CUDA GPU: otherwise it is a ConfigError, never a silent full-precision load.
+
+Checkpoints hold the whole model (frozen weights included) in the run's safetensors, as every
+trainer's do; ``sltdata export RUN --format hf`` writes the merged text model with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import torch
+from torch import nn
+
+from sltdata.errors import ConfigError
+from sltdata.train.base import DatasetInfo, Trainer
+from sltdata.train.loop import unwrap
+from trainers.pose_encoder import PoseProjector
+from trainers.translation import (embedding_scale, load_hf_model, load_tokenizer, translation_metrics,
+                                  write_translation_report)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CausalLMConfig:
+    model: Optional[str] = None            # hub name or local directory (pretrained weights)
+    model_config: Optional[dict] = None    # or: build from this config (needs model_type)
+    tokenizer: Optional[str] = None        # default: the model's; "byt5": byte-level, no files
+    prompt: str = " Translate the signing above into English:"
+    encoder: Literal["linear", "conv"] = "linear"
+    subsample: int = 2
+    conv_dim: int = 192
+    conv_layers: int = 3
+    kernel_size: int = 17
+    drop: float = 0.1
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: Optional[list] = None   # None: peft's default for the architecture
+    load_in: Literal["none", "4bit", "8bit"] = "none"
+    max_target_length: int = 128
+    num_beams: int = 1
+    max_new_tokens: int = 64
+    generate_kwargs: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if (self.model is None) == (self.model_config is None):
+            raise ConfigError("config model: give exactly one of model.model (a name or directory) "
+                              "and model.model_config")
+        if min(self.subsample, self.num_beams, self.max_new_tokens, self.max_target_length, self.lora_r,
+               self.conv_layers) < 1:
+            raise ConfigError("config model: subsample, num_beams, max_new_tokens, max_target_length, lora_r "
+                              "and conv_layers must be >= 1")
+        if self.load_in != "none":
+            if self.model_config is not None:
+                raise ConfigError(f"config model.load_in={self.load_in}: quantized loading is for pretrained "
+                                  "models (model.model), not model_config")
+            missing = [what for what, ok in (("bitsandbytes", importlib.util.find_spec("bitsandbytes") is not None),
+                                             ("a CUDA GPU", torch.cuda.is_available())) if not ok]
+            if missing:
+                raise ConfigError(f"config model.load_in={self.load_in} needs bitsandbytes and a CUDA GPU "
+                                  f"(missing: {' and '.join(missing)}); use load_in: none")
+
+
+class PoseCausalLM(nn.Module):
+    """Projector + decoder-only LM (maybe LoRA-wrapped). ``forward`` returns the loss (DDP-friendly)."""
+
+    def __init__(self, projector: PoseProjector, hf: nn.Module, tokenizer, prompt: str):
+        super().__init__()
+        self.projector, self.hf, self.tokenizer = projector, hf, tokenizer
+        lead = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        self.register_buffer("lead_ids", torch.tensor(lead, dtype=torch.long), persistent=False)
+        self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
+        if tokenizer.eos_token_id is None:
+            raise ConfigError("the tokenizer has no end-of-sequence token; causal-lm needs one to stop generating")
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.hf.get_input_embeddings()(ids)
+
+    def pack(self, features: torch.Tensor, mask: torch.Tensor, target: torch.Tensor | None,
+             target_len: torch.Tensor | None, left_pad: bool):
+        """Inputs embeddings (B, W, H), attention mask (B, W) and labels (B, W) of [lead, frames,
+        prompt, target] per sequence, with no gaps between the pieces."""
+        emb, m = self.projector(features, mask)
+        b, t, h = emb.shape
+        order = torch.sort((~m).to(torch.int8), dim=1, stable=True).indices   # real frames first, in order
+        emb = torch.gather(emb, 1, order.unsqueeze(-1).expand(-1, -1, h))
+        n = m.sum(1)
+        pieces = [(self.embed(self.lead_ids).unsqueeze(0).expand(b, -1, -1), torch.full_like(n, len(self.lead_ids))),
+                  (emb, n),
+                  (self.embed(self.prompt_ids).unsqueeze(0).expand(b, -1, -1).to(emb.dtype),
+                   torch.full_like(n, len(self.prompt_ids)))]
+        if target is not None:
+            pieces.append((self.embed(target.clamp_min(0)).to(emb.dtype), target_len))
+        total = sum(length for _, length in pieces)
+        width = int(total.max())
+        start = (width - total) if left_pad else torch.zeros_like(total)
+        rows, cols, vals, label_cols, label_rows, label_vals = [], [], [], [], [], []
+        offset = start.clone()
+        for k, (x, length) in enumerate(pieces):
+            j = torch.arange(x.shape[1], device=x.device)
+            valid = j.unsqueeze(0) < length.unsqueeze(1)                          # (B, L_k)
+            r, c = valid.nonzero(as_tuple=True)
+            rows.append(r)
+            cols.append(offset[r] + c)
+            vals.append(x[r, c])
+            if k == 3:
+                label_rows, label_cols, label_vals = r, offset[r] + c, target[r, c]
+            offset = offset + length
+        rows, cols = torch.cat(rows), torch.cat(cols)
+        inputs = torch.zeros(b, width, h, dtype=emb.dtype, device=emb.device).index_put((rows, cols), torch.cat(vals))
+        attn = torch.zeros(b, width, dtype=torch.long, device=emb.device).index_put(
+            (rows, cols), torch.ones_like(rows))
+        labels = None
+        if target is not None:
+            labels = torch.full((b, width), -100, dtype=torch.long, device=emb.device)
+            labels[label_rows, label_cols] = label_vals
+        return inputs, attn, labels
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
+                target_len: torch.Tensor) -> torch.Tensor:
+        inputs, attn, labels = self.pack(features, mask, target, target_len, left_pad=False)
+        return self.hf(inputs_embeds=inputs, attention_mask=attn, labels=labels).loss
+
+    @torch.no_grad()
+    def generate(self, features: torch.Tensor, mask: torch.Tensor, **kwargs) -> torch.Tensor:
+        inputs, attn, _ = self.pack(features, mask, None, None, left_pad=True)
+        return self.hf.generate(inputs_embeds=inputs, attention_mask=attn, eos_token_id=self.eos_id,
+                                pad_token_id=self.pad_id, **kwargs)
+
+
+def target_ids(tokenizer, texts: list, max_length: int, eos_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids of each sentence + EOS, right-padded (B, L), and their lengths."""
+    seqs = [tokenizer(t or "", add_special_tokens=False)["input_ids"][:max_length - 1] + [eos_id] for t in texts]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+    return ids.to(device), torch.tensor([len(s) for s in seqs], device=device)
+
+
+class CausalLMTrainer(Trainer):
+    name = "causal-lm"
+    config_class = CausalLMConfig
+    target = "text"
+    monitor = "bleu"
+    monitor_mode = "max"
+    export_formats = ("hf",)
+
+    def build(self, cfg: CausalLMConfig, info: DatasetInfo) -> nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.model)
+        kwargs = {}
+        if cfg.load_in != "none":
+            from transformers import BitsAndBytesConfig
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=cfg.load_in == "4bit", load_in_8bit=cfg.load_in == "8bit",
+                bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+            kwargs["device_map"] = {"": torch.cuda.current_device()}
+        hf = load_hf_model(AutoModelForCausalLM, cfg.model, cfg.model_config, self.tokenizer, **kwargs)
+        if getattr(hf.config, "is_encoder_decoder", False):
+            raise ConfigError("config model: an encoder-decoder model; use --trainer seq2seq")
+        width = hf.get_input_embeddings().weight.shape[1]
+        scale = embedding_scale(hf)
+        if cfg.load_in != "none":
+            from peft import prepare_model_for_kbit_training
+            hf = prepare_model_for_kbit_training(hf)
+        if cfg.lora:
+            from peft import LoraConfig, get_peft_model
+            try:
+                hf = get_peft_model(hf, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                   lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
+                                                   target_modules=cfg.lora_target_modules))
+            except ValueError as e:
+                raise ConfigError(f"config model.lora_target_modules: {e}") from None
+        projector = PoseProjector(info.feature_dim, width, cfg.encoder, cfg.subsample, cfg.conv_dim,
+                                  cfg.conv_layers, cfg.kernel_size, cfg.drop, scale)
+        return PoseCausalLM(projector, hf, self.tokenizer, cfg.prompt)
+
+    def loss(self, model: nn.Module, batch: dict, cfg: CausalLMConfig) -> torch.Tensor:
+        core = unwrap(model)
+        ids, lengths = target_ids(core.tokenizer, batch["text"], cfg.max_target_length, core.eos_id,
+                                  batch["features"].device)
+        return model(batch["features"], batch["mask"], ids, lengths)
+
+    def predict(self, model: nn.Module, batch: dict, cfg: CausalLMConfig) -> dict[str, Any]:
+        core = unwrap(model)
+        ids = core.generate(batch["features"], batch["mask"], num_beams=cfg.num_beams,
+                            max_new_tokens=cfg.max_new_tokens, do_sample=False, **cfg.generate_kwargs)
+        text = core.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return {"key": list(batch["key"]), "reference": [t or "" for t in batch["text"]],
+                "prediction": [t.strip() for t in text]}
+
+    def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
+        return translation_metrics(outputs["prediction"], outputs["reference"])
+
+    def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:
+        return write_translation_report(outputs, out_dir)
+
+    def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
+        self.tokenizer.save_pretrained(str(Path(run_dir) / "tokenizer"))
+
+    def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: CausalLMConfig) -> Path:
+        if format != "hf":
+            return super().export(model, info, path, format, cfg)
+        from safetensors.torch import save_model
+
+        path = Path(path).with_suffix("") if Path(path).suffix == ".hf" else Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        hf = model.hf.merge_and_unload() if hasattr(model.hf, "merge_and_unload") else model.hf
+        hf.save_pretrained(str(path))
+        model.tokenizer.save_pretrained(str(path))
+        save_model(model.projector, str(path / "pose_projector.safetensors"))
+        (path / "prompt.txt").write_text(cfg.prompt)
+        return path

@@ -1,0 +1,242 @@
+"""`ctc`: fingerspelling recognition (pose frames -> characters) with CTC — model, recipe, metrics.
+
+The task is the Kaggle "Google - American Sign Language Fingerspelling Recognition" competition
+(2023) and seed 000 of this project: a sequence of landmark frames is spelled out as a phrase
+(addresses, URLs, phone numbers) over the 59 characters of ``character_to_prediction_index.json``,
+with no alignment between frames and characters, scored by the normalized Levenshtein distance.
+
+- Encoder: the Conv1D + transformer stack of the `islr` trainer (its blocks are imported, not
+  copied: masked batch norm, causal depthwise Conv1D with ECA, masked self-attention), emitting a
+  character distribution plus the CTC blank for every (optionally subsampled) frame. ``arch:
+  conformer`` reorders each stage Conformer/Squeezeformer-style: a half-step feed-forward, attention,
+  then the Conv1D blocks, and a final layer norm.
+- Loss: ``torch.nn.functional.ctc_loss`` with each sequence's input length taken from its frame mask,
+  so padded frames are never aligned to characters; ``zero_infinity`` for the rare phrase longer than
+  its frames.
+- Character map: the dataset's (``character_to_prediction_index.json`` when the publisher shipped it,
+  else built from the phrases by ``sltdata shard``), saved in the run's ``dataset.json``. The blank is
+  the id after the last character.
+- Decoding: greedy (best path), or ``decoder: beam`` — CTC prefix beam search with an optional
+  character n-gram LM (``lm_order``) trained on the training phrases (see ``trainers.ctc_decode``).
+- Metrics: the competition's score, 1 - sum(edit distance) / sum(reference length), with rapidfuzz's
+  Levenshtein distance; the mean per-sequence character error rate; exact-match rate. Reports:
+  ``predictions.csv`` (reference beside prediction, greedy beside beam) and examples in the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sltdata.errors import ConfigError
+from sltdata.train.base import DatasetInfo, Trainer
+from sltdata.train.loop import unwrap
+from trainers.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
+from trainers.islr import Conv1DBlock, MaskedBatchNorm, SampleDropout, TransformerBlock
+from trainers.pose_encoder import subsample_frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CTCConfig:
+    arch: Literal["cnn-transformer", "conformer"] = "cnn-transformer"
+    dim: int = 192
+    stages: int = 2                 # each: conv_per_stage Conv1D blocks + one transformer block
+    conv_per_stage: int = 3
+    kernel_size: int = 17
+    dilations: list = field(default_factory=lambda: [1])
+    expand: int = 2
+    eca_kernel: int = 5
+    heads: int = 4
+    mlp_expand: int = 2
+    drop: float = 0.1
+    attn_drop: float = 0.1
+    head_drop: float = 0.1
+    subsample: int = 1              # average every N frames before the encoder (N x fewer CTC steps)
+    decoder: Literal["greedy", "beam"] = "greedy"
+    beam_width: int = 10
+    beam_prune: float = 0.001       # characters under this per-frame probability are not tried
+    lm_order: int = 0               # character n-gram LM for beam search; 0 = none
+    lm_weight: float = 0.5          # shallow-fusion weight of log P_lm
+    lm_add_k: float = 0.1
+    length_bonus: float = 0.0       # per-character bonus offsetting the LM's preference for short output
+    report_examples: int = 10       # predictions logged beside references after evaluation
+
+    def validate(self) -> None:
+        if self.dim % self.heads:
+            raise ConfigError(f"config model.dim {self.dim} must be divisible by model.heads {self.heads}")
+        if self.subsample < 1 or self.beam_width < 1 or self.lm_order < 0 or self.stages < 1:
+            raise ConfigError("config model: subsample, beam_width and stages must be >= 1, lm_order >= 0")
+        if self.lm_order and self.decoder != "beam":
+            raise ConfigError("config model.lm_order needs model.decoder: beam (greedy decoding uses no LM)")
+        if not self.dilations or not all(isinstance(d, int) and d >= 1 for d in self.dilations):
+            raise ConfigError("config model.dilations: a list of integers >= 1")
+        for name in ("drop", "attn_drop", "head_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"config model.{name}: must be in [0, 1)")
+        if not 0 < self.beam_prune < 1 or self.lm_add_k <= 0:
+            raise ConfigError("config model.beam_prune must be in (0, 1) and model.lm_add_k > 0")
+
+
+# --- model -----------------------------------------------------------------------------------------
+
+class HalfFeedForward(nn.Module):
+    """Conformer's macaron feed-forward: x + 0.5 * FFN(LN(x))."""
+
+    def __init__(self, dim: int, expand: int, drop: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, dim * expand), nn.SiLU(), nn.Linear(dim * expand, dim))
+        self.drop = SampleDropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.5 * self.drop(self.ff(self.norm(x)))
+
+
+class CTCModel(nn.Module):
+    """features (B, T, D), mask (B, T) -> (logits (B, T', chars + 1), mask (B, T')); blank is last."""
+
+    def __init__(self, cfg: CTCConfig, feature_dim: int, characters: dict[str, int], lm: CharNgramLM | None):
+        super().__init__()
+        self.cfg, d = cfg, cfg.dim
+        self.characters = dict(characters)
+        num_chars = max(characters.values()) + 1
+        self.stem = nn.Linear(feature_dim, d, bias=False)
+        self.stem_bn = MaskedBatchNorm(d)
+        blocks: list[nn.Module] = []
+        for s in range(cfg.stages):
+            convs = [Conv1DBlock(d, cfg.kernel_size, cfg.dilations[(s * cfg.conv_per_stage + i) % len(cfg.dilations)],
+                                 cfg.expand, cfg.drop, cfg.eca_kernel) for i in range(cfg.conv_per_stage)]
+            attn = TransformerBlock(d, cfg.heads, cfg.mlp_expand, cfg.drop, cfg.attn_drop)
+            if cfg.arch == "conformer":
+                blocks += [HalfFeedForward(d, cfg.mlp_expand, cfg.drop), attn, *convs]
+            else:
+                blocks += [*convs, attn]
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(d) if cfg.arch == "conformer" else nn.Identity()
+        self.head_drop = nn.Dropout(cfg.head_drop)
+        self.head = nn.Linear(d, num_chars + 1)
+        self.lm = lm                                 # not used in forward; checkpointed with the weights
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = mask.bool()
+        x = torch.nan_to_num(features) * mask.unsqueeze(-1).to(features.dtype)
+        x, mask = subsample_frames(x, mask, self.cfg.subsample)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        x = self.stem_bn(self.stem(x), m)
+        keys = mask.clone()
+        keys[:, 0] = True                            # an empty sequence attends to frame 0, not NaN
+        key_mask = keys[:, None, None, :]
+        for blk in self.blocks:
+            if isinstance(blk, Conv1DBlock):
+                x = blk(x, m)
+            elif isinstance(blk, TransformerBlock):
+                x = blk(x, m, key_mask)
+            else:
+                x = blk(x)
+        return self.head(self.head_drop(self.norm(x))), mask
+
+
+# --- trainer ---------------------------------------------------------------------------------------
+
+class CTCTrainer(Trainer):
+    name = "ctc"
+    config_class = CTCConfig
+    target = "text"
+    monitor = "score"
+    monitor_mode = "max"
+
+    def build(self, cfg: CTCConfig, info: DatasetInfo) -> nn.Module:
+        if not info.characters:
+            raise ConfigError("the ctc trainer needs a character map (shards of a dataset with phrases)")
+        lm = CharNgramLM(info.characters, cfg.lm_order, cfg.lm_add_k) if cfg.lm_order else None
+        return CTCModel(cfg, info.feature_dim, info.characters, lm)
+
+    def loss(self, model: nn.Module, batch: dict, cfg: CTCConfig) -> torch.Tensor:
+        logits, mask = model(batch["features"], batch["mask"])
+        core = unwrap(model)
+        if core.lm is not None and core.training:
+            core.lm.observe(batch["text"])
+        logp = logits.float().log_softmax(-1).transpose(0, 1)      # (T, B, C) as ctc_loss wants
+        return F.ctc_loss(logp, batch["target"].clamp_min(0), mask.sum(1), batch["target_lengths"],
+                          blank=logits.shape[-1] - 1, reduction="mean", zero_infinity=True)
+
+    def predict(self, model: nn.Module, batch: dict, cfg: CTCConfig) -> dict[str, Any]:
+        core = unwrap(model)
+        logits, mask = core(batch["features"], batch["mask"])
+        logp = logits.float().log_softmax(-1).cpu().numpy()
+        lengths = mask.sum(1).cpu().numpy()
+        blank = logp.shape[-1] - 1
+        chars = id_to_char(core.characters, blank)
+        best = logp.argmax(-1)
+        greedy = [decode_text(greedy_decode(best[i], int(lengths[i]), blank), chars) for i in range(len(logp))]
+        out = {"key": list(batch["key"]), "reference": list(batch["text"]), "prediction": greedy}
+        if cfg.decoder == "beam":
+            out["greedy"] = greedy
+            out["prediction"] = [decode_text(prefix_beam_search(
+                logp[i, :int(lengths[i])], blank, cfg.beam_width, core.lm, cfg.lm_weight, cfg.length_bonus,
+                cfg.beam_prune), chars) for i in range(len(logp))]
+        return out
+
+    def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
+        refs = [r or "" for r in outputs["reference"]]
+        out = text_metrics(outputs["prediction"], refs)
+        if "greedy" in outputs:
+            out["greedy_score"] = text_metrics(outputs["greedy"], refs)["score"]
+        return out
+
+    def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:
+        from rapidfuzz.distance import Levenshtein
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "predictions.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["key", "reference", "prediction", "greedy", "distance"])
+            greedy = outputs.get("greedy", outputs["prediction"])
+            for k, r, p, g in zip(outputs["key"], outputs["reference"], outputs["prediction"], greedy):
+                w.writerow([k, r, p, g, Levenshtein.distance(p, r or "")])
+        for r, p in list(zip(outputs["reference"], outputs["prediction"]))[:10]:
+            log.info("ref %-32r pred %r", r, p)
+        return [path]
+
+    def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
+        """The character map as the competition ships it, beside the run (blank = the next id)."""
+        import json
+        (Path(run_dir) / "character_to_prediction_index.json").write_text(
+            json.dumps(info.characters or {}, ensure_ascii=False, indent=1))
+
+
+# --- metrics and helpers ---------------------------------------------------------------------------
+
+def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """The Fingerspelling competition's score, 1 - sum(Levenshtein distance) / sum(reference length),
+    plus the mean per-sequence character error rate and the exact-match rate (rapidfuzz distances)."""
+    from rapidfuzz.distance import Levenshtein
+
+    dist = np.array([Levenshtein.distance(p, r) for p, r in zip(predictions, references)], dtype=np.float64)
+    lens = np.array([len(r) for r in references], dtype=np.float64)
+    return {"score": float(1.0 - dist.sum() / max(lens.sum(), 1.0)),
+            "cer": float(np.mean(dist / np.maximum(lens, 1.0))) if len(dist) else 0.0,
+            "exact_match": float(np.mean(dist == 0)) if len(dist) else 0.0}
+
+
+def id_to_char(characters: dict[str, int] | None, blank: int) -> list[str]:
+    table = [""] * (blank + 1)
+    for c, i in (characters or {}).items():
+        table[i] = c
+    return table
+
+
+def decode_text(ids: list[int], chars: list[str]) -> str:
+    return "".join(chars[i] for i in ids)

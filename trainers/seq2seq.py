@@ -1,0 +1,156 @@
+"""`seq2seq`: pose-to-text translation with any HuggingFace encoder-decoder (T5, mT5, BART, mBART).
+
+Seed 002 of this project. The pose sequence replaces the source sentence: a projector
+(``trainers.pose_encoder``: linear, or the `islr` Conv1D stack, after frame subsampling) turns
+frames into vectors of the model's width, which go to the pretrained encoder as ``inputs_embeds``
+with the frame mask as ``attention_mask``; the decoder is trained with teacher forcing on the
+sentence as the model's own tokenizer splits it (``text_target=``, so mBART's target-language tokens
+are right) and generates with beam search at evaluation.
+
+Config (``model`` section): ``model`` (a hub name or local directory; pretrained weights) or
+``model_config`` (a config dict with ``model_type``, random weights: tests and from-scratch runs),
+``tokenizer`` (default: the model's; ``byt5`` needs no files), projector options, generation options
+(``num_beams``, ``max_new_tokens``, and ``generate_kwargs`` passed to ``generate``, e.g.
+``forced_bos_token_id`` for mBART). Metrics: BLEU-4, chrF, ROUGE-L (``trainers.translation``).
+``sltdata export RUN --format hf`` writes the text model and tokenizer with ``save_pretrained`` and
+the projector as safetensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import torch
+from torch import nn
+
+from sltdata.errors import ConfigError
+from sltdata.train.base import DatasetInfo, Trainer
+from sltdata.train.loop import unwrap
+from trainers.pose_encoder import PoseProjector
+from trainers.translation import (embedding_scale, load_hf_model, load_tokenizer, translation_metrics,
+                                  write_translation_report)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Seq2SeqConfig:
+    model: Optional[str] = None            # hub name or local directory (pretrained weights)
+    model_config: Optional[dict] = None    # or: build from this config (needs model_type)
+    tokenizer: Optional[str] = None        # default: the model's; "byt5": byte-level, no files
+    encoder: Literal["linear", "conv"] = "linear"
+    subsample: int = 2                     # mean of every N frames before the projector
+    conv_dim: int = 192
+    conv_layers: int = 3
+    kernel_size: int = 17
+    drop: float = 0.1
+    max_target_length: int = 128           # tokens of the reference kept for training
+    num_beams: int = 4
+    max_new_tokens: int = 64
+    generate_kwargs: dict = field(default_factory=dict)
+    report_examples: int = 10
+
+    def validate(self) -> None:
+        if (self.model is None) == (self.model_config is None):
+            raise ConfigError("config model: give exactly one of model.model (a name or directory) "
+                              "and model.model_config")
+        if min(self.subsample, self.num_beams, self.max_new_tokens, self.max_target_length, self.conv_layers) < 1:
+            raise ConfigError("config model: subsample, num_beams, max_new_tokens, max_target_length and "
+                              "conv_layers must be >= 1")
+        if not 0 <= self.drop < 1:
+            raise ConfigError("config model.drop: must be in [0, 1)")
+
+
+class PoseSeq2Seq(nn.Module):
+    """Projector + encoder-decoder. ``forward`` returns the teacher-forced loss (so DDP wraps it)."""
+
+    def __init__(self, projector: PoseProjector, hf: nn.Module, tokenizer):
+        super().__init__()
+        self.projector, self.hf = projector, hf
+        self.tokenizer = tokenizer                 # plain attribute: not weights
+
+    def encode(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb, m = self.projector(features, mask)
+        m = m.clone()
+        m[:, 0] = True                             # an empty sequence still has one (zero) frame to attend to
+        return emb, m.long()
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        emb, m = self.encode(features, mask)
+        return self.hf(inputs_embeds=emb, attention_mask=m, labels=labels).loss
+
+    @torch.no_grad()
+    def generate(self, features: torch.Tensor, mask: torch.Tensor, **kwargs) -> torch.Tensor:
+        emb, m = self.encode(features, mask)
+        return self.hf.generate(inputs_embeds=emb, attention_mask=m, **kwargs)
+
+
+def text_labels(tokenizer, texts: list, max_length: int, device) -> torch.Tensor:
+    """Token ids of the target sentences, padding -> -100 (ignored by the loss)."""
+    enc = tokenizer(text_target=[t or "" for t in texts], max_length=max_length, truncation=True,
+                    padding=True, return_tensors="pt")
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    return labels.to(device)
+
+
+class Seq2SeqTrainer(Trainer):
+    name = "seq2seq"
+    config_class = Seq2SeqConfig
+    target = "text"
+    monitor = "bleu"
+    monitor_mode = "max"
+    export_formats = ("hf",)
+
+    def build(self, cfg: Seq2SeqConfig, info: DatasetInfo) -> nn.Module:
+        from transformers import AutoModelForSeq2SeqLM
+
+        self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.model)
+        hf = load_hf_model(AutoModelForSeq2SeqLM, cfg.model, cfg.model_config, self.tokenizer)
+        if not getattr(hf.config, "is_encoder_decoder", False):
+            raise ConfigError(f"config model: {cfg.model or cfg.model_config.get('model_type')} is not an "
+                              "encoder-decoder model (use --trainer causal-lm for decoder-only models)")
+        width = hf.get_input_embeddings().weight.shape[1]
+        projector = PoseProjector(info.feature_dim, width, cfg.encoder, cfg.subsample, cfg.conv_dim,
+                                  cfg.conv_layers, cfg.kernel_size, cfg.drop, embedding_scale(hf))
+        return PoseSeq2Seq(projector, hf, self.tokenizer)
+
+    def loss(self, model: nn.Module, batch: dict, cfg: Seq2SeqConfig) -> torch.Tensor:
+        labels = text_labels(unwrap(model).tokenizer, batch["text"], cfg.max_target_length, batch["features"].device)
+        return model(batch["features"], batch["mask"], labels)
+
+    def predict(self, model: nn.Module, batch: dict, cfg: Seq2SeqConfig) -> dict[str, Any]:
+        core = unwrap(model)
+        ids = core.generate(batch["features"], batch["mask"], num_beams=cfg.num_beams,
+                            max_new_tokens=cfg.max_new_tokens, **cfg.generate_kwargs)
+        text = core.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return {"key": list(batch["key"]), "reference": [t or "" for t in batch["text"]],
+                "prediction": [t.strip() for t in text]}
+
+    def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
+        return translation_metrics(outputs["prediction"], outputs["reference"])
+
+    def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:
+        return write_translation_report(outputs, out_dir)
+
+    def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
+        self.tokenizer.save_pretrained(str(Path(run_dir) / "tokenizer"))
+
+    def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: Seq2SeqConfig) -> Path:
+        if format != "hf":
+            return super().export(model, info, path, format, cfg)
+        return export_hf(model, path)
+
+
+def export_hf(model: nn.Module, path: Path) -> Path:
+    """``save_pretrained`` of the text model and tokenizer into ``path/``, the projector beside them."""
+    from safetensors.torch import save_model
+
+    path = Path(path).with_suffix("") if Path(path).suffix == ".hf" else Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.hf.save_pretrained(str(path))
+    model.tokenizer.save_pretrained(str(path))
+    save_model(model.projector, str(path / "pose_projector.safetensors"))
+    return path

@@ -1,0 +1,118 @@
+"""What the `seq2seq` and `causal-lm` trainers share: loading a HuggingFace model and tokenizer
+(from a name, a local directory, or a config for tests and from-scratch runs), translation metrics
+and the predictions report.
+
+Models: ``model: NAME_OR_PATH`` loads pretrained weights with ``from_pretrained`` (a local directory
+works offline; a hub name needs the hub). ``model_config: {model_type: t5, d_model: 64, ...}`` builds a
+randomly initialised model with ``AutoConfig.for_model`` instead — how the tests run, never touching
+the network. Tokenizers: ``tokenizer: NAME_OR_PATH`` (default: the model's), or ``byt5`` for
+transformers' byte-level ``ByT5Tokenizer``, which needs no files (vocabulary 384: 256 bytes, 3 special
+tokens, 125 sentinels), so a config-built model has a tokenizer offline. The tokenizer is saved in the
+run directory (``RUN_DIR/tokenizer``) beside the weights.
+
+Metrics: corpus BLEU-4 and chrF with sacrebleu (its default 13a tokenization, exponential smoothing),
+ROUGE-L F1 with Google's rouge-score (x100, like the other two).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sltdata.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BUILTIN_TOKENIZERS = ("byt5",)
+
+
+def load_tokenizer(name: str | None, model: str | None):
+    from transformers import AutoTokenizer, ByT5Tokenizer
+
+    name = name or model
+    if name is None:
+        raise ConfigError("config model.tokenizer: a model built from model_config needs a tokenizer "
+                          f"(a name or directory, or one of: {', '.join(BUILTIN_TOKENIZERS)})")
+    if name == "byt5":
+        return ByT5Tokenizer()
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config model.tokenizer: cannot load {name!r} ({str(e).splitlines()[0]})") from None
+
+
+def special_token_defaults(tokenizer) -> dict:
+    """Config values a from-scratch model needs to agree with its tokenizer."""
+    out = {"vocab_size": len(tokenizer)}
+    for key in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        value = getattr(tokenizer, key, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def load_hf_model(auto_class, model: str | None, model_config: dict | None, tokenizer, **kwargs):
+    """``auto_class.from_pretrained(model)`` or ``auto_class.from_config(AutoConfig.for_model(...))``."""
+    from transformers import AutoConfig
+
+    if (model is None) == (model_config is None):
+        raise ConfigError("config model: give exactly one of model (a name or directory) and model_config")
+    if model_config is not None:
+        d = dict(model_config)
+        kind = d.pop("model_type", None)
+        if not kind:
+            raise ConfigError("config model.model_config: needs model_type (e.g. t5, bart, llama, gpt2)")
+        for k, v in special_token_defaults(tokenizer).items():
+            d.setdefault(k, v)
+        try:
+            cfg = AutoConfig.for_model(kind, **d)
+            return auto_class.from_config(cfg)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"config model.model_config: {e}") from None
+    try:
+        return auto_class.from_pretrained(model, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config model.model: cannot load {model!r} ({str(e).splitlines()[0]})") from None
+
+
+def embedding_scale(hf_model) -> float:
+    """Typical size of one coordinate of the model's token embeddings (the projector starts there)."""
+    import torch
+
+    w = hf_model.get_input_embeddings().weight
+    with torch.no_grad():
+        return float(w.float().std()) or 1.0
+
+
+def translation_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Corpus BLEU-4 and chrF (sacrebleu) and mean ROUGE-L F1 (rouge-score), all on a 0-100 scale."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    refs = [r or "" for r in references]
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, refs)]
+    return {"bleu": float(sacrebleu.corpus_bleu(predictions, [refs]).score),
+            "chrf": float(sacrebleu.corpus_chrf(predictions, [refs]).score),
+            "rougeL": float(100 * np.mean(rouge)) if rouge else 0.0}
+
+
+def write_translation_report(outputs: dict[str, Any], out_dir: Path, examples: int = 10) -> list[Path]:
+    """``predictions.csv`` (key, reference, prediction, sentence BLEU) and a few examples in the log."""
+    import sacrebleu
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "predictions.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "reference", "prediction", "sentence_bleu"])
+        for k, r, p in zip(outputs["key"], outputs["reference"], outputs["prediction"]):
+            w.writerow([k, r, p, f"{sacrebleu.sentence_bleu(p, [r or '']).score:.2f}"])
+    for r, p in list(zip(outputs["reference"], outputs["prediction"]))[:examples]:
+        log.info("ref %-40r pred %r", r, p)
+    return [path]
