@@ -27,7 +27,7 @@ import logging
 import os
 import random
 import re
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -45,19 +45,31 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # padding of text targets and missing labels (torch's cross-entropy/CTC ignore value)
 
 
+@lru_cache(maxsize=4096)
+def _npy_header(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Parsed ``np.save`` header (shape, fortran order, dtype, data offset); headers repeat (they differ
+    only by frame count), so parsing, which numpy does with ``ast.literal_eval``, is cached."""
+    f = io.BytesIO(header)
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(f)
+    return shape, fortran, dtype, f.tell()
+
+
 def load_npy(data: bytes) -> np.ndarray:
     """An ``np.save`` buffer as a read-only array over the bytes (no copy). Never unpickles: object
     dtypes are refused, as ``np.load(..., allow_pickle=False)`` refuses them."""
-    f = io.BytesIO(data)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    if data[:6] != b"\x93NUMPY":
+        raise ValueError("not an npy buffer")
+    if data[6] == 1:
+        end = 10 + int.from_bytes(data[8:10], "little")
     else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        end = 12 + int.from_bytes(data[8:12], "little")
+    shape, fortran, dtype, offset = _npy_header(bytes(data[:end]))
     if dtype.hasobject:
         raise ValueError("npy holds Python objects (would need pickle); refusing to load it")
     count = int(np.prod(shape)) if shape else 1
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
@@ -112,24 +124,37 @@ def _shuffle(samples, bufsize: int, seed: int, epoch: int, rank: int):
     yield from wds.filters.shuffle(bufsize, initial=min(bufsize, 100), rng=rng)(samples)
 
 
+def _batch_array(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, np.ndarray]:
+    """A tensor and its numpy view; in a DataLoader worker the tensor lives in shared memory from the
+    start (as torch's default_collate does), so sending the batch to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is not None:
+        nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+        t = torch.empty(0, dtype=dtype).set_(torch.UntypedStorage._new_shared(nbytes), 0, shape)
+    else:
+        t = torch.empty(shape, dtype=dtype)
+    return t, t.numpy()
+
+
 def collate(samples: list[dict], target: str | None, labels: dict | None, characters: dict | None) -> dict:
     """Pad a list of decoded samples into a batch (see ``loader``)."""
     n = len(samples)
     arrays = [s["landmarks"] for s in samples]
     t_max = max(a.shape[0] for a in arrays)
-    x = np.zeros((n, t_max, *arrays[0].shape[1:]), dtype=np.float32)
+    tensor, x = _batch_array((n, t_max, *arrays[0].shape[1:]), torch.float32)
     mask = np.zeros((n, t_max), dtype=bool)
     for i, (s, a) in enumerate(zip(samples, arrays)):
         if a.shape[1:] != x.shape[2:]:
-            raise ShardError(f"sample {s['key']}: shape {a.shape} does not batch with {x.shape[1:]} "
+            raise ShardError(f"sample {s['key']}: shape {a.shape} does not batch with {x.shape[2:]} "
                              "(mixed layouts need transforms that select the same points)")
-        x[i, :a.shape[0]] = a
+        dst = x[i, :a.shape[0]]
+        np.copyto(dst, a)
+        np.putmask(dst, np.isnan(dst), 0.0)  # undetected points -> 0; the mask says which frames are real
+        x[i, a.shape[0]:] = 0.0
         if "mask" in s:
             mask[i, :a.shape[0]] = s["mask"]
         else:
             mask[i, :a.shape[0]] = True
-    np.nan_to_num(x, copy=False, nan=0.0)  # undetected points -> 0; the mask says which frames are real
-    batch = {"landmarks": torch.from_numpy(x), "mask": torch.from_numpy(mask),
+    batch = {"landmarks": tensor, "mask": torch.from_numpy(mask),
              "lengths": torch.from_numpy(mask.sum(axis=1).astype(np.int64)),
              "key": [s["key"] for s in samples], "text": [s["meta"].get("text") for s in samples]}
     if target == "label":

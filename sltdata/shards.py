@@ -32,8 +32,10 @@ import io
 import json
 import logging
 import os
+import queue
 import re
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -93,20 +95,44 @@ def npy_header(arr: np.ndarray) -> bytes:
 
 
 class _HashingFile:
-    """Writes through to a file, keeping a sha256 and a byte count of everything written."""
+    """Writes through to a file, keeping a sha256 and a byte count of everything written.
 
-    def __init__(self, path: Path):
+    Hashing and writing run in a background thread (both release the GIL on large buffers), so they
+    overlap with reading the store and framing the next sample; at most ``depth`` buffers wait."""
+
+    def __init__(self, path: Path, depth: int = 64):
         self.f = open(path, "wb")
         self.sha = hashlib.sha256()
         self.bytes = 0
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            data = self._q.get()
+            if data is None:
+                return
+            if self._error is None:
+                try:
+                    self.sha.update(data)
+                    self.f.write(data)
+                except BaseException as e:  # raised in the writing thread at the next write/close
+                    self._error = e
 
     def write(self, data) -> None:
-        self.sha.update(data)
-        self.f.write(data)
+        if self._error is not None:
+            raise self._error
+        self._q.put(data)
         self.bytes += memoryview(data).nbytes
 
     def close(self) -> None:
+        self._q.put(None)
+        self._thread.join()
         self.f.close()
+        if self._error is not None:
+            raise self._error
 
 
 def _member_header(name: str, size: int) -> bytes:
@@ -170,6 +196,42 @@ class _SplitWriter:
         self.f = None
 
 
+def _prefetch(iterable, depth: int = 2):
+    """Iterate in a background thread, ``depth`` items ahead: Parquet decompression (which releases
+    the GIL) overlaps with framing, hashing and writing. Memory: ``depth`` extra store batches."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def run():
+        try:
+            for item in iterable:
+                if stop.is_set():
+                    return
+                q.put((item, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put((None, e))
+        q.put((done, None))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)
+
+
 def _clean(out: Path) -> None:
     """Remove what a previous (maybe killed) run left: temp files, shards, the index."""
     for p in out.iterdir():
@@ -217,7 +279,7 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = 5, tes
     texts_seen, layouts = [], set()
     need_chars = store.characters is None
     try:
-        for batch in store.iter_batches():
+        for batch in _prefetch(store.iter_batches()):
             meta = batch.select(list(METADATA_COLUMNS)).to_pylist()
             for m, lm in zip(meta, table_landmarks(batch)):
                 key = m["key"]
