@@ -338,8 +338,8 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = 5, tes
         "splits": splits, "shards": closed, "participants": plan.participants,
         "labels": store.labels, "characters": characters, "layouts": sorted(layouts),
         "layout_definitions": layout_defs,
-        "transform": None if cfg is None else {"config": cfg.to_dict(),
-                                               "feature_dim": {k: int(p.feature_dim) for k, p in sorted(pipelines.items())}},
+        "transform": None if cfg is None else cfg.to_dict(),  # load_transform_config(index["transform"]) rebuilds it
+        "feature_dim": None if cfg is None else {k: int(p.feature_dim) for k, p in sorted(pipelines.items())},
         "store": _store_summary(store),
     }
     write_json_atomic(out / INDEX_FILE, index)

@@ -213,8 +213,10 @@ def test_transform_at_shard_time_stores_features_and_config(islr_store, tmp_path
 
     idx = write_shards(islr_store, tmp_path / "sh", folds=3, transform={})
     cfg = load_transform_config({})
-    assert idx.transform["config"] == cfg.to_dict()
+    assert idx.transform == cfg.to_dict()
+    assert load_transform_config(idx.transform) == cfg
     pipe = build_pipeline(cfg, layout="holistic-543")
+    assert idx.data["feature_dim"] == {"holistic-543": pipe.feature_dim}
     store = Store(islr_store)
     members = dict((m.name, data) for m, data in _read_tar(tmp_path / "sh" / idx.shards[0]["file"]))
     key = next(n.split(".")[0] for n in members if n.endswith(".json"))
