@@ -158,7 +158,8 @@ def main() -> None:
 
     seqs = make_sequences(args.sequences)
     frames = np.array([len(s) for s in seqs])
-    print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"machine: {os.cpu_count()} cores, load average {load} (other work shares these cores); numpy {np.__version__}")
     print(f"sequences: {len(seqs)} synthetic holistic-543, {frames.min()}-{frames.max()} frames "
           f"(mean {frames.mean():.0f}); pipeline: islr-1st 118 points, x/y, nose+std, max_length 384, "
           f"velocity+acceleration -> (384, {build_pipeline(None).feature_dim})")
