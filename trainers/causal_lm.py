@@ -180,9 +180,8 @@ class CausalLMTrainer(Trainer):
                 load_in_4bit=cfg.load_in == "4bit", load_in_8bit=cfg.load_in == "8bit",
                 bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
             kwargs["device_map"] = {"": torch.cuda.current_device()}
-        hf = load_hf_model(AutoModelForCausalLM, cfg.model, cfg.model_config, self.tokenizer, **kwargs)
-        if getattr(hf.config, "is_encoder_decoder", False):
-            raise ConfigError("config model: an encoder-decoder model; use --trainer seq2seq")
+        hf = load_hf_model(AutoModelForCausalLM, cfg.model, cfg.model_config, self.tokenizer,
+                           hint=" (encoder-decoder models: use --trainer seq2seq)", **kwargs)
         width = hf.get_input_embeddings().weight.shape[1]
         scale = embedding_scale(hf)
         if cfg.load_in != "none":

@@ -108,10 +108,8 @@ class Seq2SeqTrainer(Trainer):
         from transformers import AutoModelForSeq2SeqLM
 
         self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.model)
-        hf = load_hf_model(AutoModelForSeq2SeqLM, cfg.model, cfg.model_config, self.tokenizer)
-        if not getattr(hf.config, "is_encoder_decoder", False):
-            raise ConfigError(f"config model: {cfg.model or cfg.model_config.get('model_type')} is not an "
-                              "encoder-decoder model (use --trainer causal-lm for decoder-only models)")
+        hf = load_hf_model(AutoModelForSeq2SeqLM, cfg.model, cfg.model_config, self.tokenizer,
+                           hint=" (decoder-only models: use --trainer causal-lm)")
         width = hf.get_input_embeddings().weight.shape[1]
         projector = PoseProjector(info.feature_dim, width, cfg.encoder, cfg.subsample, cfg.conv_dim,
                                   cfg.conv_layers, cfg.kernel_size, cfg.drop, embedding_scale(hf))

@@ -49,14 +49,13 @@ def special_token_defaults(tokenizer) -> dict:
     """Config values a from-scratch model needs to agree with its tokenizer."""
     out = {"vocab_size": len(tokenizer)}
     for key in ("pad_token_id", "eos_token_id", "bos_token_id"):
-        value = getattr(tokenizer, key, None)
-        if value is not None:
-            out[key] = value
+        out[key] = getattr(tokenizer, key, None)    # None too: a config's own default may be off-vocabulary
     return out
 
 
-def load_hf_model(auto_class, model: str | None, model_config: dict | None, tokenizer, **kwargs):
-    """``auto_class.from_pretrained(model)`` or ``auto_class.from_config(AutoConfig.for_model(...))``."""
+def load_hf_model(auto_class, model: str | None, model_config: dict | None, tokenizer, hint: str = "", **kwargs):
+    """``auto_class.from_pretrained(model)`` or ``auto_class.from_config(AutoConfig.for_model(...))``;
+    ``hint`` ends the error when the architecture is not one ``auto_class`` builds."""
     from transformers import AutoConfig
 
     if (model is None) == (model_config is None):
@@ -70,13 +69,18 @@ def load_hf_model(auto_class, model: str | None, model_config: dict | None, toke
             d.setdefault(k, v)
         try:
             cfg = AutoConfig.for_model(kind, **d)
-            return auto_class.from_config(cfg)
         except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"config model.model_config: {e}") from None
+            raise ConfigError(f"config model.model_config: {str(e).splitlines()[0]}") from None
+        if type(cfg) not in auto_class._model_mapping:
+            raise ConfigError(f"config model.model_config: {kind} is not an {auto_class.__name__} architecture{hint}")
+        return auto_class.from_config(cfg)
     try:
         return auto_class.from_pretrained(model, **kwargs)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"config model.model: cannot load {model!r} ({str(e).splitlines()[0]})") from None
+        msg = str(e).splitlines()[0]
+        if "Unrecognized configuration class" in msg:
+            raise ConfigError(f"config model.model: {model!r} is not an {auto_class.__name__} architecture{hint}") from None
+        raise ConfigError(f"config model.model: cannot load {model!r} ({msg})") from None
 
 
 def embedding_scale(hf_model) -> float:
