@@ -56,7 +56,7 @@ def test_tiny_t5_drives_loss_down_and_beats_empty_output_bleu(trained_run):
     losses = [r["loss"] for r in steps if "loss" in r and "epoch_end" not in r]
     assert losses[-1] < 0.5 * losses[0]
     empty = translation_metrics([""] * 30, ["book drink"] * 30)["bleu"]
-    assert summary["best"] > empty + 1.0 and summary["val"]["chrf"] > 20
+    assert empty == 0.0 and summary["best"] > empty + 0.5 and summary["val"]["chrf"] > 20   # ~2.2 and ~29 here
     assert (run / "tokenizer" / "tokenizer_config.json").is_file()
 
 
