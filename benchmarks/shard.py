@@ -9,7 +9,8 @@
   is printed too, since writing shards cannot avoid it.
 * loader: ``sltdata.data.loader`` over every split, one epoch, samples/s with 1 and 2 DataLoader
   workers; raw landmarks, then the default transform config (``load_transform_config(None)``,
-  train=True so augmentations run). The goal is >= 5,000 raw samples/s per worker.
+  train=True so augmentations run). The goal is >= 5,000 raw samples/s per worker. In-process
+  (num_workers=0) is printed as the reference without worker-to-main transfer.
 
 Best of ``--repeats`` runs for each figure. ``--work DIR`` keeps the synthetic store between runs.
 """
@@ -142,9 +143,12 @@ def main() -> int:
 
     cfg = load_transform_config(None)
     print(f"loader: one epoch over all {args.sequences} sequences, batch {args.batch_size}")
-    for workers in (1, 2):
+    for workers in (0, 1, 2):
         raw = loader_rate(shards, workers, None, args.batch_size, args.repeats)
         tf = loader_rate(shards, workers, cfg, args.batch_size, args.repeats)
+        if workers == 0:
+            print(f"  in-process (num_workers=0): raw {raw:8.0f} samples/s   default ISLR transforms {tf:7.0f} samples/s")
+            continue
         print(f"  {workers} worker(s): raw {raw:8.0f} samples/s ({raw / workers:6.0f}/worker, goal >= 5000/worker)"
               f"   default ISLR transforms {tf:7.0f} samples/s ({tf / workers:6.0f}/worker)")
     if args.work is None:

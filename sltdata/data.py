@@ -130,9 +130,11 @@ def _batch_array(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tens
     if torch.utils.data.get_worker_info() is not None:
         nbytes = int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
         t = torch.empty(0, dtype=dtype).set_(torch.UntypedStorage._new_shared(nbytes), 0, shape)
-    else:
-        t = torch.empty(shape, dtype=dtype)
-    return t, t.numpy()
+        return t, t.numpy()
+    # in-process: numpy's allocation reuses freed heap memory, where torch.empty of a large batch
+    # page-faults fresh memory every time (measured ~5x slower at batch sizes of tens of MB)
+    x = np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+    return torch.from_numpy(x), x
 
 
 def collate(samples: list[dict], target: str | None, labels: dict | None, characters: dict | None) -> dict:
