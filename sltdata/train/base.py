@@ -16,7 +16,10 @@ The loop calls, in order:
 2. per step: ``loss(model, batch, cfg.model)`` -> scalar tensor (mean over the batch). ``batch`` is the
    loader's dict on the device, with ``batch["features"]`` (B, T, D) float32 and ``batch["mask"]`` (B, T)
    bool (True = real frame), plus ``target`` / ``target_lengths`` / ``text`` / ``key`` as the loader gave
-   them. The loop handles precision, accumulation, clipping, AWP and DDP around it.
+   them. The loop handles precision, accumulation, clipping, AWP and DDP around it. Call the model
+   as ``model(...)`` (it may be wrapped by DDP or torch.compile; ``sltdata.train.loop.unwrap`` gives
+   the bare module, e.g. for ``generate``). Modules with a ``set_train_progress(epoch)`` method are
+   told the epoch at its start (late dropout uses it).
 3. evaluation: ``predict(model, batch, cfg.model)`` -> dict of per-sample values (tensors with a
    leading batch dim, or lists), concatenated over batches by the loop; then
    ``metrics(outputs, info)`` -> ``{name: float}`` and ``write_report(outputs, info, out_dir)`` for
@@ -87,6 +90,7 @@ class Trainer:
     monitor: ClassVar[str] = "loss"                # validation metric that picks the best checkpoint
     monitor_mode: ClassVar[Literal["min", "max"]] = "min"
     export_formats: ClassVar[tuple[str, ...]] = ()
+    find_unused_parameters: ClassVar[bool] = False  # DDP: set True when some weights get no gradient
 
     def build(self, cfg: Any, info: DatasetInfo) -> nn.Module:
         raise NotImplementedError

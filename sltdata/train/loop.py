@@ -209,6 +209,10 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
         ckpt.load_weights(raw, ckpt.checkpoint_dir(run_dir) / "last.safetensors")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        planned = getattr(scheduler, "total_steps", total_steps + 1) - 1
+        if planned != total_steps:
+            raise ConfigError(f"{run_dir}: the run was planned for {planned} steps, now {total_steps}: "
+                              "resume with the run's own epochs, batch size and max_steps")
         if lookahead is not None:
             lookahead.load_state_dict(state["lookahead"])
         start_epoch, skip = int(state["epoch"]), int(state["step_in_epoch"])
@@ -225,7 +229,8 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
         model = torch.compile(model)
     if dd.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=trainer.find_unused_parameters)
     hooks = [m for m in raw.modules() if hasattr(m, "set_train_progress")]
     logger = MetricsLog(run_dir, dd.main, global_step if resume else None)
 
@@ -264,8 +269,11 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
         awp_on = tc.awp_lambda > 0 and epoch >= tc.awp_start_epoch
         batches = iter(data.batches("train", epoch=epoch, train=True, batch_size=bs, rank=dd.rank,
                                     world_size=dd.world_size, drop_last=cfg.data.drop_last))
-        if skip:  # a mid-epoch checkpoint: its data position, then its RNG states (making the
-            for _ in range(skip):  # loader iterator above drew from the torch RNG, as it did then)
+        if skip:
+            # A mid-epoch checkpoint: go to its data position, then restore its RNG states. Order
+            # matters: creating the loader iterator draws from the torch RNG, as it did before the
+            # checkpoint in the uninterrupted run.
+            for _ in range(skip):
                 next(batches, None)
             ckpt.restore_rng(rng, generator)
         micro, t0, seen, loss_acc, loss_n = skip, time.perf_counter(), 0, 0.0, 0
