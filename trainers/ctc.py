@@ -69,7 +69,6 @@ class CTCConfig:
     lm_weight: float = 0.5          # shallow-fusion weight of log P_lm
     lm_add_k: float = 0.1
     length_bonus: float = 0.0       # per-character bonus offsetting the LM's preference for short output
-    report_examples: int = 10       # predictions logged beside references after evaluation
 
     def validate(self) -> None:
         if self.dim % self.heads:

@@ -51,7 +51,6 @@ class Seq2SeqConfig:
     num_beams: int = 4
     max_new_tokens: int = 64
     generate_kwargs: dict = field(default_factory=dict)
-    report_examples: int = 10
 
     def validate(self) -> None:
         if (self.model is None) == (self.model_config is None):
