@@ -63,7 +63,7 @@ class DataConfig:
     eval_batch_size: Optional[int] = None  # defaults to batch_size
     shuffle_buffer: int = 1000
     num_workers: int = 0
-    augment_on: Literal["auto", "device", "loader"] = "auto"  # auto: device when BatchAugment exists
+    augment_on: Literal["auto", "device", "loader"] = "auto"  # auto: device on CUDA, loader on CPU
     drop_last: bool = True
 
 

@@ -2,8 +2,8 @@
 
 Both sources give the loop the same thing: an iterable of batch dicts per (split, epoch, rank), and a
 ``to_device`` step that moves a batch to the accelerator and produces ``batch["features"]`` (B, T, D)
-and ``batch["mask"]`` (B, T). With ``augment_on: device`` (the default when
-``sltdata.transforms.torch_ops.BatchAugment`` exists) the loader only reads and pads raw landmarks and
+and ``batch["mask"]`` (B, T). With ``augment_on: device`` (the default on
+a CUDA device, where ``sltdata.transforms.torch_ops.BatchAugment`` exists) the loader only reads and pads raw landmarks and
 the transforms and augmentations run batched on the device, so data loading stays cheap (the ISLR
 issue's "loader never the limit" goal).
 
@@ -95,8 +95,10 @@ class ShardData:
             self.device_aug, self.loader_transforms = False, None
         else:
             self.tcfg = load_transform_config(cfg.transforms or None)
+            # Batched augmentation pays off on a GPU; on a CPU the per-sample NumPy path in the
+            # loader workers is faster (benchmarks/train_islr.py), so "auto" picks by device.
             self.device_aug = cfg.data.augment_on == "device" or (
-                cfg.data.augment_on == "auto" and _batch_augment_available())
+                cfg.data.augment_on == "auto" and _runs_on_cuda(cfg.train.device) and _batch_augment_available())
             self.loader_transforms = None if self.device_aug else self.tcfg
         pipe = build_pipeline(self.tcfg, layout=self.layout)
         self.info = DatasetInfo(feature_dim=int(pipe.feature_dim), max_length=pipe.max_length,
@@ -150,6 +152,10 @@ class ShardData:
         else:
             b["features"] = b["landmarks"]
         return b
+
+
+def _runs_on_cuda(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
 def _batch_augment_available() -> bool:
