@@ -24,7 +24,6 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import yaml
 
 from sltdata.errors import SltdataError

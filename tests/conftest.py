@@ -22,3 +22,13 @@ def fingerspelling_store(tmp_path_factory):
 def pose_store(tmp_path_factory):
     """A pose (uid,text + .pose) store: 60 sequences, 4 participants."""
     return synth_store("pose", tmp_path_factory.mktemp("pose"), sequences=60, participants=4)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two cores shared with other test processes: one torch thread avoids oversubscription."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

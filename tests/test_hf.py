@@ -1,8 +1,6 @@
 """HF export and push: bit-for-bit DatasetDict, same folds as the shards, the webdataset builder reads
 the tars as they are, a dataset card, and a push path tested at the huggingface_hub boundary."""
 
-import io
-import json
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ import torch
 from safetensors.torch import load_file
 
 from sltdata.errors import ConfigError
-from sltdata.testing import synth_store
 from sltdata.testing.text import bundled_config, text_shards
 from sltdata.train.base import DatasetInfo
 from sltdata.train.config import load_config
@@ -21,13 +20,7 @@ TINY = bundled_config("causal-lm-tiny")
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other test processes: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from trainers.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
 CHARS = {c: i for i, c in enumerate("abc")}      # blank = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other test processes: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

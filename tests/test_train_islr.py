@@ -12,13 +12,7 @@ from sltdata.train.runs import export_run, train
 from trainers.islr import ARCHS, ISLRConfig, ISLRModel, classification_metrics, write_classification_report
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other test processes: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,7 @@ from sltdata.train.loop import fit
 from trainers.islr import ISLRConfig, ISLRTrainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tensor_data(n: int = 64, t: int = 8, d: int = 6, classes: int = 4) -> TensorData:

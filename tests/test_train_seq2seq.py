@@ -19,13 +19,7 @@ from trainers.translation import translation_metrics
 TINY_T5 = bundled_config("seq2seq-tiny")["model"]["model_config"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two cores shared with other test processes: one torch thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

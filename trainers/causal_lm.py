@@ -24,17 +24,16 @@ import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
 
 from sltdata.errors import ConfigError
-from sltdata.train.base import DatasetInfo, Trainer
+from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.pose_encoder import PoseProjector
-from trainers.translation import (embedding_scale, load_hf_model, load_tokenizer, translation_metrics,
-                                  write_translation_report)
+from trainers.translation import (TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +160,9 @@ def target_ids(tokenizer, texts: list, max_length: int, eos_id: int, device) -> 
     return ids.to(device), torch.tensor([len(s) for s in seqs], device=device)
 
 
-class CausalLMTrainer(Trainer):
+class CausalLMTrainer(TranslationTrainer):
     name = "causal-lm"
     config_class = CausalLMConfig
-    target = "text"
-    monitor = "bleu"
-    monitor_mode = "max"
-    export_formats = ("hf",)
 
     def build(self, cfg: CausalLMConfig, info: DatasetInfo) -> nn.Module:
         from transformers import AutoModelForCausalLM
@@ -204,23 +199,6 @@ class CausalLMTrainer(Trainer):
         ids, lengths = target_ids(core.tokenizer, batch["text"], cfg.max_target_length, core.eos_id,
                                   batch["features"].device)
         return model(batch["features"], batch["mask"], ids, lengths)
-
-    def predict(self, model: nn.Module, batch: dict, cfg: CausalLMConfig) -> dict[str, Any]:
-        core = unwrap(model)
-        ids = core.generate(batch["features"], batch["mask"], num_beams=cfg.num_beams,
-                            max_new_tokens=cfg.max_new_tokens, do_sample=False, **cfg.generate_kwargs)
-        text = core.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return {"key": list(batch["key"]), "reference": [t or "" for t in batch["text"]],
-                "prediction": [t.strip() for t in text]}
-
-    def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
-        return translation_metrics(outputs["prediction"], outputs["reference"])
-
-    def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:
-        return write_translation_report(outputs, out_dir)
-
-    def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
-        self.tokenizer.save_pretrained(str(Path(run_dir) / "tokenizer"))
 
     def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: CausalLMConfig) -> Path:
         if format != "hf":

@@ -21,17 +21,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
 
 from sltdata.errors import ConfigError
-from sltdata.train.base import DatasetInfo, Trainer
+from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.pose_encoder import PoseProjector
-from trainers.translation import (embedding_scale, load_hf_model, load_tokenizer, translation_metrics,
-                                  write_translation_report)
+from trainers.translation import (TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +94,9 @@ def text_labels(tokenizer, texts: list, max_length: int, device) -> torch.Tensor
     return labels.to(device)
 
 
-class Seq2SeqTrainer(Trainer):
+class Seq2SeqTrainer(TranslationTrainer):
     name = "seq2seq"
     config_class = Seq2SeqConfig
-    target = "text"
-    monitor = "bleu"
-    monitor_mode = "max"
-    export_formats = ("hf",)
 
     def build(self, cfg: Seq2SeqConfig, info: DatasetInfo) -> nn.Module:
         from transformers import AutoModelForSeq2SeqLM
@@ -117,23 +112,6 @@ class Seq2SeqTrainer(Trainer):
     def loss(self, model: nn.Module, batch: dict, cfg: Seq2SeqConfig) -> torch.Tensor:
         labels = text_labels(unwrap(model).tokenizer, batch["text"], cfg.max_target_length, batch["features"].device)
         return model(batch["features"], batch["mask"], labels)
-
-    def predict(self, model: nn.Module, batch: dict, cfg: Seq2SeqConfig) -> dict[str, Any]:
-        core = unwrap(model)
-        ids = core.generate(batch["features"], batch["mask"], num_beams=cfg.num_beams,
-                            max_new_tokens=cfg.max_new_tokens, **cfg.generate_kwargs)
-        text = core.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return {"key": list(batch["key"]), "reference": [t or "" for t in batch["text"]],
-                "prediction": [t.strip() for t in text]}
-
-    def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
-        return translation_metrics(outputs["prediction"], outputs["reference"])
-
-    def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:
-        return write_translation_report(outputs, out_dir)
-
-    def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
-        self.tokenizer.save_pretrained(str(Path(run_dir) / "tokenizer"))
 
     def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: Seq2SeqConfig) -> Path:
         if format != "hf":

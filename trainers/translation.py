@@ -23,7 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from torch import nn
+
 from sltdata.errors import ConfigError
+from sltdata.train.base import DatasetInfo, Trainer
+from sltdata.train.loop import unwrap
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +124,34 @@ def write_translation_report(outputs: dict[str, Any], out_dir: Path, examples: i
     for r, p in list(zip(outputs["reference"], outputs["prediction"]))[:examples]:
         log.info("ref %-40r pred %r", r, p)
     return [path]
+
+
+class TranslationTrainer(Trainer):
+    """Generation, metrics, reports and the tokenizer artifact, shared by ``seq2seq`` and ``causal-lm``.
+
+    Subclasses build a model whose bare module has ``tokenizer`` and
+    ``generate(features, mask, **kwargs) -> token ids``.
+    """
+
+    target = "text"
+    monitor = "bleu"
+    monitor_mode = "max"
+    export_formats = ("hf",)
+
+    def predict(self, model: nn.Module, batch: dict, cfg: Any) -> dict[str, Any]:
+        core = unwrap(model)
+        ids = core.generate(batch["features"], batch["mask"], num_beams=cfg.num_beams,
+                            max_new_tokens=cfg.max_new_tokens, **{"do_sample": False, **cfg.generate_kwargs})
+        text = core.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return {"key": list(batch["key"]), "reference": [t or "" for t in batch["text"]],
+                "prediction": [t.strip() for t in text]}
+
+    def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
+        return translation_metrics(outputs["prediction"], outputs["reference"])
+
+    def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:
+        return write_translation_report(outputs, out_dir)
+
+    def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
+        self.tokenizer.save_pretrained(str(Path(run_dir) / "tokenizer"))
+

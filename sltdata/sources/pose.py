@@ -19,7 +19,7 @@ from pose_format.numpy import NumPyPoseBody
 from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
 
 from sltdata.errors import SourceError
-from sltdata.layouts import (FACE_POINTS, HAND_EDGES, HAND_POINTS, HOLISTIC_543, POSE_EDGES, POSE_FORMAT_HOLISTIC,
+from sltdata.layouts import (HAND_EDGES, HAND_POINTS, HOLISTIC_543, POSE_EDGES, POSE_FORMAT_HOLISTIC,
                              POSE_POINTS, Component, Layout, register_layout)
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
