@@ -169,7 +169,7 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
 
 
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
-           workers: int = 2, part_size: int = 1000, overwrite: bool = False,
+           workers: int = 2, part_size: int = 256, overwrite: bool = False,
            progress: Callable[[int], None] | None = None) -> IngestResult:
     """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``."""
     root, out = Path(root), Path(out)

@@ -24,7 +24,7 @@ def ingest(
     out: Path = typer.Option(..., "--out", "-o", help="Sequence store directory to write."),
     manifest: Optional[str] = typer.Option(None, help="Manifest CSV relative to ROOT, instead of the recipe's."),
     workers: int = typer.Option(2, help="Threads reading landmark files in parallel."),
-    part_size: int = typer.Option(1000, help="Sequences per store part (a unit of resumption)."),
+    part_size: int = typer.Option(256, help="Sequences per store part (a unit of resumption)."),
     strict: bool = typer.Option(False, help="Exit non-zero when any row is rejected."),
     overwrite: bool = typer.Option(False, help="Replace an existing store at --out."),
 ):

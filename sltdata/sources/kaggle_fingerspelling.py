@@ -73,10 +73,15 @@ def read_fingerspelling_file(path: Path, keys: list[str]) -> dict[str, np.ndarra
     order = [("s", "ascending")] + ([("f", "ascending")] if has_frame else [])
     small = small.take(pc.sort_indices(small, sort_keys=order))
     rows = small.column("i").to_numpy()
-    columns = np.empty((len(_COORDS), table.num_rows), dtype=np.float32)
-    for j, c in enumerate(_COORDS):
-        columns[j] = table.column(c).to_numpy()
-    values = columns.T[rows].reshape(len(rows), HOLISTIC_543.num_points, 3)
+    coords = table.select(_COORDS)
+    if any(t != pa.float32() for t in coords.schema.types):
+        coords = coords.cast(pa.schema([(c, pa.float32()) for c in _COORDS]))
+    # Arrow builds the row-major (rows, 1629) matrix in its own memory pool; gather only when the
+    # file is not already in (sequence, frame) order.
+    matrix = np.asarray(coords.combine_chunks().to_batches()[0].to_tensor(null_to_nan=True, row_major=True))
+    if not np.array_equal(rows, np.arange(table.num_rows)):
+        matrix = matrix[rows]
+    values = matrix.reshape(len(rows), HOLISTIC_543.num_points, 3)
     ids = small.column("s").to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
