@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -33,42 +33,26 @@ from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.pose_encoder import PoseProjector
-from trainers.translation import (TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
+from trainers.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class CausalLMConfig:
-    model: Optional[str] = None            # hub name or local directory (pretrained weights)
-    model_config: Optional[dict] = None    # or: build from this config (needs model_type)
-    tokenizer: Optional[str] = None        # default: the model's; "byt5": byte-level, no files
+class CausalLMConfig(TranslationModelConfig):
     prompt: str = " Translate the signing above into English:"
-    encoder: Literal["linear", "conv"] = "linear"
-    subsample: int = 2
-    conv_dim: int = 192
-    conv_layers: int = 3
-    kernel_size: int = 17
-    drop: float = 0.1
     lora: bool = True
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: Optional[list] = None   # None: peft's default for the architecture
     load_in: Literal["none", "4bit", "8bit"] = "none"
-    max_target_length: int = 128
     num_beams: int = 1
-    max_new_tokens: int = 64
-    generate_kwargs: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        if (self.model is None) == (self.model_config is None):
-            raise ConfigError("config model: give exactly one of model.model (a name or directory) "
-                              "and model.model_config")
-        if min(self.subsample, self.num_beams, self.max_new_tokens, self.max_target_length, self.lora_r,
-               self.conv_layers) < 1:
-            raise ConfigError("config model: subsample, num_beams, max_new_tokens, max_target_length, lora_r "
-                              "and conv_layers must be >= 1")
+        super().validate()
+        if self.lora_r < 1:
+            raise ConfigError("config model.lora_r: must be >= 1")
         if self.load_in != "none":
             if self.model_config is not None:
                 raise ConfigError(f"config model.load_in={self.load_in}: quantized loading is for pretrained "

@@ -19,47 +19,23 @@ the projector as safetensors.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
 
 import torch
 from torch import nn
 
-from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.pose_encoder import PoseProjector
-from trainers.translation import (TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
+from trainers.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Seq2SeqConfig:
-    model: Optional[str] = None            # hub name or local directory (pretrained weights)
-    model_config: Optional[dict] = None    # or: build from this config (needs model_type)
-    tokenizer: Optional[str] = None        # default: the model's; "byt5": byte-level, no files
-    encoder: Literal["linear", "conv"] = "linear"
-    subsample: int = 2                     # mean of every N frames before the projector
-    conv_dim: int = 192
-    conv_layers: int = 3
-    kernel_size: int = 17
-    drop: float = 0.1
-    max_target_length: int = 128           # tokens of the reference kept for training
-    num_beams: int = 4
-    max_new_tokens: int = 64
-    generate_kwargs: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if (self.model is None) == (self.model_config is None):
-            raise ConfigError("config model: give exactly one of model.model (a name or directory) "
-                              "and model.model_config")
-        if min(self.subsample, self.num_beams, self.max_new_tokens, self.max_target_length, self.conv_layers) < 1:
-            raise ConfigError("config model: subsample, num_beams, max_new_tokens, max_target_length and "
-                              "conv_layers must be >= 1")
-        if not 0 <= self.drop < 1:
-            raise ConfigError("config model.drop: must be in [0, 1)")
+class Seq2SeqConfig(TranslationModelConfig):
+    """The ``model:`` section: every field is shared with causal-lm (``TranslationModelConfig``)."""
 
 
 class PoseSeq2Seq(nn.Module):
