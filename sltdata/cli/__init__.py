@@ -30,6 +30,15 @@ COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart", "sltdata.cli.st
                    "sltdata.cli.shard", "sltdata.cli.train")
 
 
+# Modules of the optional extras (pyproject.toml), so a missing one is an install hint, not a traceback.
+OPTIONAL_MODULES = {
+    **dict.fromkeys(("torch", "safetensors", "tensorboard", "rapidfuzz", "sacrebleu", "transformers", "peft",
+                     "rouge_score", "onnx", "onnxscript", "onnxruntime"), "train"),
+    "matplotlib": "viz",
+    **dict.fromkeys(("mediapipe", "cv2"), "extract"),
+}
+
+
 def _register() -> None:
     for name in COMMAND_MODULES:
         importlib.import_module(name)
@@ -42,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="sltdata")  # click handles usage errors and --help, then exits
     except SltdataError as e:
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+        return 2
+    except ModuleNotFoundError as e:
+        extra = OPTIONAL_MODULES.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        console.print(f"[bold red]error:[/] this needs {escape(e.name)}, which is not installed: "
+                      f"pip install {escape(repr(f'sltdata[{extra}]'))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")
