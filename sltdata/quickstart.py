@@ -60,5 +60,5 @@ def run_quickstart(out: Path, sequences: int = 400, seed: int = 0) -> Iterator[s
            f"validated on fold0's unseen signers: accuracy {metrics['accuracy']:.3f}, top-5 {metrics['top5_accuracy']:.3f}, "
            f"macro F1 {metrics['macro_f1']:.3f} (chance {chance:.3f}; synthetic signs are separable by design) in {time.perf_counter() - t:.0f}s")
     yield f"    run directory {run} (config.yaml, metrics.jsonl, checkpoints/); predictions in {report}"
-    yield f"next: `sltdata stats {out / 'store'} --plots figs/`, `sltdata view {out / 'store'} KEY --out seq.gif`, " \
-          f"`sltdata export {run} --format onnx`"
+    yield (f"next: `sltdata export {run} --format onnx`; with the viz extra (pip install -e '.[viz]'): "
+           f"`sltdata stats {out / 'store'} --plots figs/`, `sltdata view {out / 'store'} KEY --out seq.gif`")
