@@ -75,7 +75,7 @@ def best(fn, repeats: int) -> float:
     return min(times)
 
 
-def loader_rate(shards: Path, workers: int, transforms, batch_size: int, repeats: int) -> float:
+def loader_rate(shards: Path, workers: int, transforms, batch_size: int, repeats: int, points=None) -> float:
     from sltdata.data import loader
 
     splits = list(json.loads((shards / "index.json").read_text())["splits"])
@@ -83,7 +83,7 @@ def loader_rate(shards: Path, workers: int, transforms, batch_size: int, repeats
     def epoch():
         n = 0
         for batch in loader(shards, folds=splits, transforms=transforms, batch_size=batch_size,
-                            num_workers=workers, shuffle_buffer=1000, seed=0, train=True):
+                            num_workers=workers, shuffle_buffer=1000, seed=0, train=True, points=points):
             n += len(batch["key"])
         return n
 
@@ -141,16 +141,24 @@ def main() -> int:
 
     from sltdata.transforms import load_transform_config
 
+    from sltdata.transforms import build_pipeline
+
     cfg = load_transform_config(None)
-    print(f"loader: one epoch over all {args.sequences} sequences, batch {args.batch_size}")
+    points = build_pipeline(cfg).input_points  # what a GPU run with batched augmentation reads
+    print(f"loader: one epoch over all {args.sequences} sequences, batch {args.batch_size}; "
+          f"'raw {len(points)} pts' = raw landmarks of the points the default ISLR transforms read "
+          "(the trainers' loader when augmentations run on the GPU)")
     for workers in (0, 1, 2):
         raw = loader_rate(shards, workers, None, args.batch_size, args.repeats)
+        sel = loader_rate(shards, workers, None, args.batch_size, args.repeats, points=points)
         tf = loader_rate(shards, workers, cfg, args.batch_size, args.repeats)
         if workers == 0:
-            print(f"  in-process (num_workers=0): raw {raw:8.0f} samples/s   default ISLR transforms {tf:7.0f} samples/s")
+            print(f"  in-process (num_workers=0): raw {raw:6.0f}   raw {len(points)} pts {sel:6.0f}   "
+                  f"default ISLR transforms {tf:6.0f} samples/s")
             continue
-        print(f"  {workers} worker(s): raw {raw:8.0f} samples/s ({raw / workers:6.0f}/worker, goal >= 5000/worker)"
-              f"   default ISLR transforms {tf:7.0f} samples/s ({tf / workers:6.0f}/worker)")
+        print(f"  {workers} worker(s): raw {raw:6.0f} ({raw / workers:5.0f}/worker)   raw {len(points)} pts {sel:6.0f} "
+              f"({sel / workers:5.0f}/worker)   transforms {tf:6.0f} ({tf / workers:5.0f}/worker)   "
+              f"samples/s (goal >= 5000 raw/worker)")
     if args.work is None:
         shutil.rmtree(work)
     return 0

@@ -137,10 +137,11 @@ def _batch_array(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tens
     return torch.from_numpy(x), x
 
 
-def collate(samples: list[dict], target: str | None, labels: dict | None, characters: dict | None) -> dict:
+def collate(samples: list[dict], target: str | None, labels: dict | None, characters: dict | None,
+            points: np.ndarray | None = None) -> dict:
     """Pad a list of decoded samples into a batch (see ``loader``)."""
     n = len(samples)
-    arrays = [s["landmarks"] for s in samples]
+    arrays = [s["landmarks"] if points is None else s["landmarks"][:, points] for s in samples]
     t_max = max(a.shape[0] for a in arrays)
     tensor, x = _batch_array((n, t_max, *arrays[0].shape[1:]), torch.float32)
     mask = np.zeros((n, t_max), dtype=bool)
@@ -207,7 +208,7 @@ class ShardLoader(DataLoader):
 def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_buffer: int = 1000,
            num_workers: int = 0, seed: int = 0, epoch: int = 0, target: str | None = "auto",
            train: bool = True, rank: int | None = None, world_size: int | None = None,
-           drop_last: bool = False) -> DataLoader:
+           drop_last: bool = False, points=None) -> DataLoader:
     """A DataLoader over the shards of ``folds`` (names; None = every fold, not ``test``).
 
     ``shards``: a shard directory, its index.json, or a ShardIndex. ``transforms``: a transform config
@@ -219,6 +220,10 @@ def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_bu
     Each batch is a dict: ``landmarks`` float32 (B, T, P, 3) raw with NaN -> 0, or (B, T, D) features;
     ``mask`` bool (B, T) True = real frame; ``lengths`` int64 (B,) real frames per sample; ``target``;
     ``target_lengths`` (text); ``key`` and ``text`` lists.
+
+    ``points`` (raw landmarks only): point indices to keep, in that order, before batching, e.g. a
+    transform pipeline's ``input_points`` when the augmentations run batched on the GPU; fewer bytes
+    then cross from the workers.
     """
     idx = shards if isinstance(shards, ShardIndex) else ShardIndex.open(shards)
     if transforms is not None and idx.transform is not None:
@@ -233,6 +238,10 @@ def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_bu
         raise ConfigError(f"loader: target must be 'label', 'text', None or 'auto' (got {target!r})")
     if batch_size < 1:
         raise ConfigError("loader: batch_size must be positive")
+    if points is not None:
+        if transforms is not None or idx.transform is not None:
+            raise ConfigError("loader: points selects raw landmarks; it does not apply to transformed features")
+        points = np.asarray(points, dtype=np.int64)
     rank, world_size = _dist_info(rank, world_size)
     urls = idx.shards_for(folds)
     if train:
@@ -253,6 +262,6 @@ def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_bu
         stages.append(partial(_transform, cfg=cfg, pipelines=pipelines, seed=seed, epoch=epoch, train=train))
     if train and shuffle_buffer > 1:
         stages.append(partial(_shuffle, bufsize=shuffle_buffer, seed=seed, epoch=epoch, rank=rank))
-    collation = partial(collate, target=target, labels=idx.labels, characters=idx.characters)
+    collation = partial(collate, target=target, labels=idx.labels, characters=idx.characters, points=points)
     stages.append(wds.batched(batch_size, collation_fn=collation, partial=not drop_last))
     return ShardLoader(wds.DataPipeline(*stages), batch_size=None, num_workers=num_workers)

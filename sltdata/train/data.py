@@ -101,6 +101,8 @@ class ShardData:
                 cfg.data.augment_on == "auto" and _runs_on_cuda(cfg.train.device) and _batch_augment_available())
             self.loader_transforms = None if self.device_aug else self.tcfg
         pipe = build_pipeline(self.tcfg, layout=self.layout)
+        # With batched device augmentation the loader sends only the points the pipeline reads.
+        self.points = pipe.input_points if self.device_aug else None
         self.info = DatasetInfo(feature_dim=int(pipe.feature_dim), max_length=pipe.max_length,
                                 labels=self.index.labels, characters=self.index.characters,
                                 layout=self.layout, transform=self.tcfg.to_dict())
@@ -138,7 +140,7 @@ class ShardData:
         return loader(self.path, folds=names, transforms=self.loader_transforms, batch_size=batch_size,
                       shuffle_buffer=d.shuffle_buffer if train else 0, num_workers=d.num_workers,
                       seed=self.cfg.train.seed, epoch=epoch, target=self.target, train=train,
-                      rank=rank, world_size=world_size, drop_last=drop_last)
+                      rank=rank, world_size=world_size, drop_last=drop_last, points=self.points)
 
     def to_device(self, batch: dict, device: torch.device, generator: torch.Generator | None,
                   train: bool) -> dict:
@@ -146,7 +148,7 @@ class ShardData:
         if self.device_aug:
             if self._aug is None:
                 from sltdata.transforms.torch_ops import BatchAugment
-                self._aug = BatchAugment(self.tcfg, layout=self.layout, device=str(device))
+                self._aug = BatchAugment(self.tcfg, layout=self.layout, device=str(device), preselected=True)
             b["features"], b["mask"] = self._aug(b["landmarks"].float(), b["mask"], generator=generator,
                                                  train=train)
         else:

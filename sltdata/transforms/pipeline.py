@@ -72,6 +72,13 @@ class Pipeline:
         self._hand_columns = self.hands * 3
 
     @property
+    def input_points(self) -> np.ndarray:
+        """Every point index any step reads (sorted). A loader may send only these columns of the raw
+        landmarks (``loader(points=...)``, ``BatchAugment(preselected=True)``): 119 of 543 for the ISLR
+        default, so 4.6x fewer bytes cross from workers to the trainer."""
+        return np.union1d(self.work, self.hands).astype(np.int64)
+
+    @property
     def max_length(self) -> int | None:
         return self.cfg.max_length
 

@@ -97,7 +97,10 @@ class BatchAugment:
     """Normalization, temporal steps, augmentations and features of a TransformConfig, batched."""
 
     def __init__(self, cfg: TransformConfig | dict | str | None = None, layout: str | Layout | None = None,
-                 device: str | torch.device = "cpu", zeros_are_missing: bool = True, cpu_chunk: int = 8):
+                 device: str | torch.device = "cpu", zeros_are_missing: bool = True, cpu_chunk: int = 8,
+                 preselected: bool = False):
+        """``preselected``: batches hold only ``self.pipe.input_points`` of the layout, in that order
+        (as ``sltdata.data.loader(points=...)`` sends them), not every point."""
         self.pipe = build_pipeline(cfg, layout)
         self.cfg = self.pipe.cfg
         self.device = torch.device(device)
@@ -105,8 +108,11 @@ class BatchAugment:
         self.cpu_chunk = cpu_chunk
         p = self.pipe
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)  # noqa: E731
-        self._work = as_t(p.work)
-        self._hands = as_t(p.hands)
+        work, hands = p.work, p.hands
+        if preselected:
+            work, hands = np.searchsorted(p.input_points, work), np.searchsorted(p.input_points, hands)
+        self._work = as_t(work)
+        self._hands = as_t(hands)
         self._candidates = [as_t(c) for c in p.center_candidates]
         self._shoulders = None if p.shoulders is None else as_t(p.shoulders)
         self._flip = None if p.flip_perm is None else as_t(p.flip_perm)
