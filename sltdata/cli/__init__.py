@@ -26,8 +26,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("sltdata.cli.data", "sltdata.cli.quickstart", "sltdata.cli.stats", "sltdata.cli.extract",
-                   "sltdata.cli.shard", "sltdata.cli.train")
+COMMAND_MODULES = ("sltdata.cli.quickstart", "sltdata.cli.data", "sltdata.cli.extract", "sltdata.cli.shard",
+                   "sltdata.cli.stats", "sltdata.cli.train")
 
 
 # Modules of the optional extras (pyproject.toml), so a missing one is an install hint, not a traceback.
