@@ -170,8 +170,11 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
 
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
            workers: int = 2, part_size: int = 256, overwrite: bool = False,
-           progress: Callable[[int], None] | None = None) -> IngestResult:
-    """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``."""
+           progress: Callable[[int, int], None] | None = None) -> IngestResult:
+    """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``.
+
+    ``progress(rows_done, rows_total)`` is called as manifest rows are settled (stored or rejected).
+    """
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise SourceError(root, "dataset root is not a directory")
@@ -188,8 +191,9 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     rejects += bad
     groups, bad = plan_groups(root, source, rows)
     rejects += bad
+    done = len(rejects)
     if progress:
-        progress(len(rejects))
+        progress(done, n_rows)
     parts = pack_parts(groups, part_size)
 
     fingerprint = _fingerprint(recipe, parts)
@@ -212,8 +216,9 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         futures = [pool.submit(_run_part, source, root, out, i, part) for i, part in enumerate(parts)]
         for part, fut in zip(parts, futures):
             infos.append(fut.result())
+            done += sum(len(g.rows) for g in part)
             if progress:
-                progress(sum(len(g.rows) for g in part))
+                progress(done, n_rows)
 
     part_rejects = [Reject(**d) for info in infos for d in info["rejects"]]
     all_rejects = sorted(rejects + part_rejects, key=lambda r: (r.manifest or "", r.row or 0))

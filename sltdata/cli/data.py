@@ -39,8 +39,8 @@ def ingest(
     with progress_bar() as bar:
         task = bar.add_task("ingest", total=None)
 
-        def advance(n: int) -> None:
-            bar.advance(task, n)
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
         result = run_ingest(source, root, out, manifest=manifest, workers=workers, part_size=part_size,
                             overwrite=overwrite, progress=advance)
