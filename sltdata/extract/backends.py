@@ -68,25 +68,24 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def legacy_available() -> bool:
-    """mediapipe with the ``solutions.holistic`` graph and its models (mediapipe <= 0.10.21)."""
+def _mediapipe_has(module: str, name: str) -> bool:
+    """Whether mediapipe is installed and ``from module import name`` works (releases differ)."""
     if not _has_module("mediapipe"):
         return False
     try:
-        from mediapipe.python.solutions import holistic  # noqa: F401
+        getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return False
     return True
+
+
+def legacy_available() -> bool:
+    """mediapipe with the ``solutions.holistic`` graph and its models (mediapipe <= 0.10.21)."""
+    return _mediapipe_has("mediapipe.python.solutions", "holistic")
 
 
 def tasks_available() -> bool:
-    if not _has_module("mediapipe"):
-        return False
-    try:
-        from mediapipe.tasks.python.vision import HolisticLandmarker  # noqa: F401
-    except (ImportError, AttributeError):
-        return False
-    return True
+    return _mediapipe_has("mediapipe.tasks.python.vision", "HolisticLandmarker")
 
 
 def resolve_backend(config: HolisticConfig) -> str:
