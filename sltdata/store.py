@@ -34,6 +34,7 @@ META_FILE = "store.json"
 REJECTS_FILE = "rejects.jsonl"
 
 METADATA_COLUMNS = ("key", "label", "text", "participant", "layout", "source", "fps", "frames", "points")
+_SEQUENCE_FIELDS = METADATA_COLUMNS[:7]  # frames and points are derived from the landmarks' shape
 
 SCHEMA = pa.schema([
     ("key", pa.string()),
@@ -127,6 +128,12 @@ def table_landmarks(table: pa.Table | pa.RecordBatch) -> list[np.ndarray]:
     return out
 
 
+def table_sequences(table: pa.Table | pa.RecordBatch) -> list[Sequence]:
+    """The rows of a store table as Sequences (landmarks are views into the Arrow buffer)."""
+    meta = table.select(list(_SEQUENCE_FIELDS)).to_pylist()
+    return [Sequence(landmarks=lm, **m) for m, lm in zip(meta, table_landmarks(table))]
+
+
 class Store:
     """A finished sequence store, opened for reading."""
 
@@ -178,11 +185,7 @@ class Store:
     def __iter__(self) -> Iterator[Sequence]:
         """Stream sequences part by part in store order; memory stays bounded by one batch."""
         for batch in self.iter_batches():
-            meta = batch.select(list(METADATA_COLUMNS[:7])).to_pylist()
-            for m, lm in zip(meta, table_landmarks(batch)):
-                yield Sequence(key=m["key"], landmarks=lm, layout=m["layout"], label=m["label"],
-                               text=m["text"], participant=m["participant"], source=m["source"],
-                               fps=m["fps"])
+            yield from table_sequences(batch)
 
     def get(self, key: str) -> Sequence:
         """One sequence by key (reads only the row groups whose statistics may hold it)."""
@@ -191,10 +194,7 @@ class Store:
         table = ds.dataset(self.parts, format="parquet").to_table(filter=ds.field("key") == key)
         if table.num_rows == 0:
             raise StoreError(f"{self.path}: no sequence with key {key!r}")
-        m = table.slice(0, 1).select(list(METADATA_COLUMNS[:7])).to_pylist()[0]
-        return Sequence(key=m["key"], landmarks=table_landmarks(table.slice(0, 1))[0], layout=m["layout"],
-                        label=m["label"], text=m["text"], participant=m["participant"],
-                        source=m["source"], fps=m["fps"])
+        return next(iter(table_sequences(table.slice(0, 1))))
 
     def rejects(self) -> list[dict]:
         p = self.path / REJECTS_FILE
