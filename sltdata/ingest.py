@@ -81,8 +81,8 @@ def _check_sequence(seq: Sequence, row: ManifestRow, file: str) -> Reject | None
     return None
 
 
-def _label_rejects(rows: list[ManifestRow], recipe: Recipe, labels: dict | None, chars: dict | None,
-                   root: Path) -> tuple[list[ManifestRow], list[Reject]]:
+def _label_rejects(rows: list[ManifestRow], recipe: Recipe, labels: dict | None,
+                   chars: dict | None) -> tuple[list[ManifestRow], list[Reject]]:
     ok, rejects = [], []
     for r in rows:
         if labels is not None and r.label is not None and r.label not in labels:
@@ -151,7 +151,10 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
         return json.loads(sidecar.read_text(encoding="utf-8"))
     sequences, rejects = [], []
     for g in part:
-        results = list(source.read(root / g.file, list(g.rows)))
+        try:
+            results = list(source.read(root / g.file, list(g.rows)))
+        except SourceError as e:  # the whole file is unreadable: every row pointing at it says why
+            results = [r.reject(e.reason, file=source.landmark_file(r)) for r in g.rows]
         if len(results) != len(g.rows):
             raise RuntimeError(f"source {source.name} returned {len(results)} results for {len(g.rows)} rows")
         for r, res in zip(g.rows, results):
@@ -187,7 +190,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     n_rows = len(rows) + len(rejects)
     rows, bad = check_rows(rows, recipe)
     rejects += bad
-    rows, bad = _label_rejects(rows, recipe, labels, chars, root)
+    rows, bad = _label_rejects(rows, recipe, labels, chars)
     rejects += bad
     groups, bad = plan_groups(root, source, rows)
     rejects += bad

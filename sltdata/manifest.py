@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sltdata.errors import SourceError
 from sltdata.recipes import Recipe
+from sltdata.sequence import Sequence
 from sltdata.store import Reject
 
 
@@ -23,6 +24,11 @@ class ManifestRow:
 
     def reject(self, reason: str, file: str | None = None) -> Reject:
         return Reject(manifest=self.manifest, row=self.row, key=self.key, file=file, reason=reason)
+
+    def sequence(self, landmarks, layout: str, source: str, fps: float | None) -> Sequence:
+        """This row's sequence: its key, label, text and participant with the landmarks read for it."""
+        return Sequence(key=self.key, landmarks=landmarks, layout=layout, label=self.label, text=self.text,
+                        participant=self.participant, source=source, fps=fps)
 
 
 def _has_undecodable(value: str) -> bool:

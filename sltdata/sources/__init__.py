@@ -38,7 +38,11 @@ class Source(ABC):
 
     @abstractmethod
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        """Read one landmark file; yield a Sequence or a Reject for every row given, in order."""
+        """Read one landmark file; yield a Sequence or a Reject for every row given, in order.
+
+        A file that cannot be read at all raises ``SourceError``; ingest then rejects every row that
+        points at it with that reason.
+        """
 
 
 def register_source(cls: type[Source]) -> type[Source]:

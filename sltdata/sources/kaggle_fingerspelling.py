@@ -113,16 +113,10 @@ class KaggleFingerspelling(Source):
         return row.path or ""
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        try:
-            found = read_fingerspelling_file(file, [r.key for r in rows])
-        except SourceError as e:
-            for r in rows:
-                yield r.reject(e.reason, file=r.path)
-            return
+        found = read_fingerspelling_file(file, [r.key for r in rows])
         for r in rows:
             lm = found.get(r.key)
             if lm is None:
                 yield r.reject(f"sequence_id {r.key} not found in {r.path}", file=r.path)
                 continue
-            yield Sequence(key=r.key, landmarks=lm, layout=HOLISTIC_543.name, label=r.label, text=r.text,
-                           participant=r.participant, source=self.name, fps=self.recipe.fps)
+            yield r.sequence(lm, HOLISTIC_543.name, self.name, self.recipe.fps)

@@ -106,12 +106,6 @@ class KaggleISLR(Source):
         return row.path or ""
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        try:
-            landmarks = read_islr_landmarks(file)
-        except SourceError as e:
-            for r in rows:
-                yield r.reject(e.reason, file=r.path)
-            return
+        landmarks = read_islr_landmarks(file)
         for r in rows:
-            yield Sequence(key=r.key, landmarks=landmarks, layout=HOLISTIC_543.name, label=r.label,
-                           text=r.text, participant=r.participant, source=self.name, fps=self.recipe.fps)
+            yield r.sequence(landmarks, HOLISTIC_543.name, self.name, self.recipe.fps)

@@ -141,14 +141,8 @@ class PoseFiles(Source):
         return str(PurePosixPath(self.recipe.pose_dir) / f"{stem}.pose")
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        try:
-            landmarks, layout, fps = read_pose_file(file)
-        except SourceError as e:
-            for r in rows:
-                yield r.reject(e.reason, file=self.landmark_file(r))
-            return
+        landmarks, layout, fps = read_pose_file(file)
         if layout is not HOLISTIC_543:
             register_layout(layout)
         for r in rows:
-            yield Sequence(key=r.key, landmarks=landmarks, layout=layout.name, label=r.label, text=r.text,
-                           participant=r.participant, source=self.name, fps=fps or self.recipe.fps)
+            yield r.sequence(landmarks, layout.name, self.name, fps or self.recipe.fps)
