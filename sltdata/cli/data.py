@@ -34,7 +34,6 @@ def ingest(
     command after an interruption finishes the job without duplicates.
     """
     from sltdata.ingest import ingest as run_ingest
-    from sltdata.manifest import read_manifest  # noqa: F401  (fail fast on import problems)
 
     with progress_bar() as bar:
         task = bar.add_task("ingest", total=None)

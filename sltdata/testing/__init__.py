@@ -31,6 +31,5 @@ def synth_store(fmt: str, workdir: str | Path, seed: int = 0, **sizes) -> Path:
 
     workdir = Path(workdir)
     raw = synth(fmt, workdir / "raw", seed=seed, **sizes)
-    recipe = {"kaggle-islr": "kaggle-islr", "kaggle-fingerspelling": "kaggle-fingerspelling", "pose": "pose"}[fmt]
-    ingest(recipe, raw, workdir / "store")
+    ingest(fmt, raw, workdir / "store")  # each synth format has a bundled recipe of the same name
     return workdir / "store"
