@@ -28,6 +28,7 @@ import yaml
 
 from sltdata.errors import SltdataError
 from sltdata.folds import assign_store_folds
+from sltdata.shards import sample_record
 from sltdata.store import METADATA_COLUMNS, Store, table_landmarks
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,7 @@ def _split_rows(store_path: str, keys: tuple[str, ...], split: str):
         meta = batch.select(list(METADATA_COLUMNS)).to_pylist()
         for m, lm in zip(meta, table_landmarks(batch)):
             if m["key"] in wanted:
-                yield {"key": m["key"], "landmarks": lm, "label": m["label"], "text": m["text"],
-                       "participant": m["participant"], "fold": split, "layout": m["layout"],
-                       "source": m["source"], "frames": m["frames"], "fps": m["fps"]}
+                yield {**sample_record(m, split), "landmarks": lm}
 
 
 def export_hf(store: Store | str | Path, out: str | Path, folds: int = 5, test_fraction: float = 0.0,

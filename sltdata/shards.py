@@ -76,6 +76,15 @@ def sanitize_key(key: str) -> str:
     return f"{safe}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:10]}"
 
 
+SAMPLE_FIELDS = ("key", "label", "text", "participant", "layout", "source", "frames", "fps")
+
+
+def sample_record(meta: dict, split: str) -> dict:
+    """A sample's ``KEY.json`` (DESIGN.md's shard contract, plus fps) from a store metadata row; the
+    HF export's rows carry the same fields."""
+    return {**{f: meta[f] for f in SAMPLE_FIELDS}, "fold": split}
+
+
 def characters_from_texts(texts: Iterable[str | None]) -> dict[str, int] | None:
     """A character map (sorted characters -> 0..N-1) built from the phrases, None if there are none."""
     chars: set[str] = set()
@@ -291,9 +300,7 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = 5, tes
                 if need_chars and m["text"] is not None:
                     texts_seen.append(m["text"])
                 layouts.add(m["layout"])
-                record = {"key": key, "label": m["label"], "text": m["text"], "participant": m["participant"],
-                          "fold": split, "layout": m["layout"], "source": m["source"], "frames": m["frames"],
-                          "fps": m["fps"]}
+                record = sample_record(m, split)
                 if cfg is None:
                     arr = np.ascontiguousarray(lm, dtype=np.float32)
                     members = [(f"{safe}.landmarks.npy", [npy_header(arr), arr.data])]
