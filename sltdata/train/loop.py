@@ -276,7 +276,8 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
             for _ in range(skip):
                 next(batches, None)
             ckpt.restore_rng(rng, generator)
-        micro, t0, seen, loss_acc, loss_n = skip, time.perf_counter(), 0, 0.0, 0
+        # the running loss stays on the device: reading it every step would sync the GPU every step
+        micro, t0, seen, loss_acc, loss_n = skip, time.perf_counter(), 0, torch.zeros((), device=device, dtype=torch.float64), 0
         skip = 0
         emit({"kind": "epoch_start", "epoch": epoch})
         while micro < steps_per_epoch * tc.grad_accum and global_step < total_steps:
@@ -303,7 +304,7 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
             micro += 1
             n = len(b["key"])
             seen += n
-            loss_acc, loss_n = loss_acc + float(loss.detach()) * n, loss_n + n
+            loss_acc, loss_n = loss_acc + loss.detach().double() * n, loss_n + n
             if not sync:
                 continue
             if tc.clip_grad:
@@ -315,7 +316,7 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
             optimizer.zero_grad(set_to_none=True)
             global_step += 1
             if global_step == 1 or global_step % tc.log_every == 0:
-                mean = torch.tensor([loss_acc, float(loss_n)], device=device, dtype=torch.float64)
+                mean = torch.stack([loss_acc, torch.tensor(float(loss_n), device=device, dtype=torch.float64)])
                 if dd.world_size > 1:
                     dist.all_reduce(mean)
                 elapsed = time.perf_counter() - t0
@@ -324,7 +325,7 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
                        "samples_per_s": seen * dd.world_size / max(elapsed, 1e-9)}
                 logger.write(rec)
                 emit({"kind": "step", **rec, "micro": micro, "micro_total": steps_per_epoch * tc.grad_accum})
-                loss_acc, loss_n = 0.0, 0
+                loss_acc, loss_n = torch.zeros((), device=device, dtype=torch.float64), 0
             if tc.checkpoint_every and global_step % tc.checkpoint_every == 0:
                 save(epoch, micro)
 
