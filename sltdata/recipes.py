@@ -7,11 +7,11 @@ file stem) or a path to one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-import yaml
-
+from sltdata.config import FieldError, build, read_yaml, unknown_key
 from sltdata.errors import ConfigError
 
 ROLES = ("key", "path", "label", "text", "participant")
@@ -33,46 +33,44 @@ class Recipe:
     manifest: tuple[str, ...]  # manifest CSVs relative to the root; every one that exists is read
     columns: dict[str, str]  # role (key/path/label/text/participant) -> manifest column
     description: str = ""
-    label_map: str | None = None  # JSON {label: index} relative to the root
-    character_map: str | None = None  # JSON {character: index} relative to the root
-    layout: str = "holistic-543"
+    label_map: Optional[str] = None  # JSON {label: index} relative to the root
+    character_map: Optional[str] = None  # JSON {character: index} relative to the root
+    layout: str = "holistic-543"  # the layout sequences are stored in; the source must be able to write it
     pose_dir: str = "."  # `pose` source: where .pose files are, relative to the root
-    fps: float | None = None  # frames per second when the source does not say
+    fps: Optional[float] = None  # frames per second when the source does not say
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, data: dict) -> dict:
+        """``manifest: train.csv`` is a list of one; column names YAML reads as numbers are names."""
+        if isinstance(data.get("manifest"), str):
+            data["manifest"] = [data["manifest"]]
+        if isinstance(data.get("columns"), dict):
+            data["columns"] = {k: v if isinstance(v, str) else str(v) for k, v in data["columns"].items()}
+        return data
+
+    def validate(self) -> None:
+        for role in self.columns:
+            if role not in ROLES:
+                raise FieldError(f"columns.{role}", unknown_key(role, ROLES, "role"))
+        if "key" not in self.columns:
+            raise FieldError("columns.key", "required, but missing (the column that names each sequence)")
 
     def column(self, role: str) -> str | None:
         return self.columns.get(role)
 
 
 def load_recipe(name_or_path: str) -> Recipe:
+    """A bundled recipe by name (the file stem), or a recipe .yaml by path; the name defaults to the stem."""
     p = Path(name_or_path)
     if p.suffix not in (".yaml", ".yml"):
         p = manifests_dir() / f"{name_or_path}.yaml"
         if not p.is_file():
             raise ConfigError(f"unknown dataset recipe {name_or_path!r} (known: {', '.join(list_recipes())}; "
                               "or give a path to a recipe .yaml)")
-    if not p.is_file():
-        raise ConfigError(f"{p}: recipe file not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: a recipe is a mapping of fields")
-    known = {f.name for f in fields(Recipe)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{p}: unknown recipe field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    for required in ("source", "manifest", "columns"):
-        if required not in raw:
-            raise ConfigError(f"{p}: recipe needs a {required!r} field")
-    columns = raw["columns"]
-    if not isinstance(columns, dict) or not set(columns) <= set(ROLES) or "key" not in columns:
-        raise ConfigError(f"{p}: 'columns' maps roles ({', '.join(ROLES)}) to manifest columns and needs 'key'")
-    manifest = raw["manifest"]
-    manifest = (manifest,) if isinstance(manifest, str) else tuple(manifest)
-    return Recipe(**{**raw, "name": raw.get("name", p.stem), "manifest": manifest,
-                     "columns": {k: str(v) for k, v in columns.items()}})
+    data = read_yaml(p)
+    data.setdefault("name", p.stem)
+    return build(Recipe, data, str(p))
 
 
 def list_recipes() -> list[str]:

@@ -25,22 +25,50 @@ def test_integer_is_accepted_where_a_float_is_expected():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.lr=fast", "train.lr: expected a number"),
-    ("train.epochs=1.5", "train.epochs: expected an integer"),
-    ("train.optimizer=adam", "train.optimizer: 'adam' is not one of"),
-    ("model.arch=lstm", "model.arch: 'lstm' is not one of"),
-    ("model.depth=3", "unknown key 'depth'"),
-    ("optim.lr=3", "unknown section 'optim'"),
-    ("model.dim=30", "divisible by model.heads"),
-    ("train.lr", "expected key=value"),
+    ("train.lr=fast", "run config: train.lr: expected a number, got 'fast'"),
+    ("train.epochs=1.5", "run config: train.epochs: expected an integer, got 1.5"),
+    ("train.optimizer=adam", "run config: train.optimizer: 'adam' is not one of 'adamw', 'radam-lookahead', 'sgd', "
+                             "did you mean 'adamw'?"),
+    ("model.arch=lstm", "run config: model.arch: 'lstm' is not one of"),
+    ("model.depth=3", "run config: model.depth: unknown key"),
+    ("optim.lr=3", "run config: optim: unknown key (known: trainer, train, data, transforms, model)"),
+    ("model.dim=30", "run config: model.dim 30 must be divisible by model.heads"),
+    ("transforms.preset=handz", "run config: transforms.preset: unknown point preset 'handz'"),
+    ("transforms.max_lenght=3", "run config: transforms.max_lenght: unknown key, did you mean 'max_length'?"),
+    ("train.lr", "--set train.lr: expected key=value"),
 ])
 def test_bad_override_raises_config_error_naming_the_key(override, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError) as e:
         load_config({}, [override], model_class=ISLRConfig)
+    assert str(e.value).startswith(message)
+
+
+def test_bad_value_in_a_file_names_the_file_and_the_key(tmp_path):
+    path = tmp_path / "islr-tiny.yaml"
+    path.write_text("train: {lr: abc}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, model_class=ISLRConfig)
+    assert str(e.value) == f"{path}: train.lr: expected a number, got 'abc'"
+
+
+def test_transforms_section_is_a_typed_transform_config():
+    from sltdata.transforms import TransformConfig, load_transform_config
+
+    cfg = load_config({"transforms": {"preset": "hands", "augment": False}}, ["transforms.max_length=64"],
+                      model_class=ISLRConfig)
+    assert isinstance(cfg.transforms, TransformConfig)
+    assert cfg.transforms == load_transform_config({"preset": "hands", "augment": False, "max_length": 64})
+    assert load_config({}, model_class=ISLRConfig).transforms is None
+
+
+def test_run_config_round_trips_through_its_dict():
+    cfg = load_config({"transforms": {"preset": "hands", "augment": False}, "train": {"lr": 0.5}},
+                      model_class=ISLRConfig)
+    assert load_config(cfg.to_dict(), model_class=ISLRConfig) == cfg
 
 
 def test_missing_config_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         load_config(tmp_path / "nope.yaml", model_class=ISLRConfig)
 
 

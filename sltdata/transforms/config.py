@@ -25,29 +25,32 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
+from sltdata.config import FieldError, build, read_source, reported_as
 from sltdata.errors import ConfigError
 from sltdata.layouts import get_layout, mirror_indices, preset_indices, reference_indices
 
 CENTERS = ("nose", "mean", "shoulders", "none")  # or "component:point", e.g. "face:17"
-SCALES = ("std", "shoulders", "none")
-DROP_FRAMES = ("none", "empty", "handless")
+Scale = Literal["std", "shoulders", "none"]
+DropFrames = Literal["none", "empty", "handless"]
+SCALES = get_args(Scale)
+DROP_FRAMES = get_args(DropFrames)
 MOTIONS = ("velocity", "acceleration", "lag2")
 
 
 @dataclass(frozen=True)
 class NormalizeConfig:
     center: str = "nose"  # sequence-level reference subtracted from every point (see CENTERS)
-    scale: str = "std"  # divide by the std of all valid x/y around the centre, or shoulder width
+    scale: Scale = "std"  # divide by the std of all valid x/y around the centre, or shoulder width
     drop_z: bool = True  # keep x, y only
 
 
 @dataclass(frozen=True)
 class TemporalConfig:
-    drop_frames: str = "empty"  # none | empty (no selected point detected) | handless (no hand detected)
+    drop_frames: DropFrames = "empty"  # none | empty (no selected point detected) | handless (no hand detected)
     fill_gaps: int = 0  # interpolate a point's missing runs up to this many frames long (0 = off)
     resize: bool = False  # longer than max_length: resize linearly (True) or keep the first frames
     pad: bool = True  # pad to max_length (mask False on padding)
@@ -105,6 +108,14 @@ class AugmentConfig:
         return any(getattr(self, f.name).p > 0 for f in fields(self))
 
 
+def _points(component, value) -> str | list:
+    if value in ("all", None):
+        return "all"
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise FieldError(f"points.{component}", f"expected a list of point indices or names, or 'all', got {value!r}")
+
+
 def no_augment() -> AugmentConfig:
     """Every augmentation off (``augment: false`` in a config)."""
     return AugmentConfig(*(type(getattr(AugmentConfig(), f.name))(p=0.0) for f in fields(AugmentConfig)))
@@ -121,6 +132,24 @@ class TransformConfig:
     motion: tuple[str, ...] = ("velocity", "acceleration")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    @classmethod
+    def prepare(cls, data: dict) -> dict:
+        """Shorthands: ``augment: false`` (all off), ``motion: velocity`` (one), ``points: {c: all}``."""
+        if "augment" in data and data["augment"] in (False, None):
+            data["augment"] = no_augment()
+        if "motion" in data:
+            motion = data["motion"]
+            data["motion"] = [] if motion is None else [motion] if isinstance(motion, str) else motion
+        points = data.get("points")
+        if isinstance(points, dict):
+            data["points"] = {str(k): _points(k, v) for k, v in points.items()}
+        elif points is not None:
+            raise FieldError("points", f"expected a mapping {{component: [points] or all}}, got {points!r}")
+        return data
+
+    def validate(self) -> None:
+        _check(self)
+
     def to_dict(self) -> dict:
         """JSON-able; ``load_transform_config(cfg.to_dict()) == cfg``."""
         def plain(v):
@@ -136,100 +165,30 @@ class TransformConfig:
 
 # --- loading -----------------------------------------------------------------------------------
 
-def _fail(where: str, msg: str) -> ConfigError:
-    return ConfigError(f"transform config: {where}: {msg}")
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Convert one value to the type of its default; a dataclass default means a nested section."""
-    if dataclasses.is_dataclass(default):
-        if isinstance(value, type(default)):
-            return value
-        if not isinstance(value, dict):
-            raise _fail(where, f"expected a mapping, got {value!r}")
-        return _section(type(default), value, where)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise _fail(where, f"expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise _fail(where, f"expected an integer, got {value!r}")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise _fail(where, f"expected a number, got {value!r}")
-        return float(value)
-    if isinstance(default, tuple) and len(default) == 2 and isinstance(default[0], float):
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise _fail(where, f"expected a range [low, high], got {value!r}")
-        lo, hi = (_coerce(v, 0.0, where) for v in value)
-        if lo > hi:
-            raise _fail(where, f"range [{lo}, {hi}] has low > high")
-        return (lo, hi)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise _fail(where, f"expected a string, got {value!r}")
-        return value
-    return value
-
-
-def _section(cls, data: dict, where: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise _fail(f"{where}.{unknown[0]}" if where else unknown[0],
-                    f"unknown key (known: {', '.join(known)})")
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        default = getattr(cls(), name)
-        if name == "augment" and value in (False, None):
-            kwargs[name] = no_augment()
-        elif name == "motion":
-            if value is None:
-                value = []
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, (list, tuple)):
-                raise _fail(key, f"expected a list of {', '.join(MOTIONS)}, got {value!r}")
-            kwargs[name] = tuple(value)
-        elif name in ("preset", "points", "max_length") and value is None:
-            kwargs[name] = None
-        elif name == "preset":
-            kwargs[name] = _coerce(value, "", key)
-        elif name == "points":
-            if not isinstance(value, dict):
-                raise _fail(key, f"expected a mapping {{component: [points] or all}}, got {value!r}")
-            kwargs[name] = {str(k): ("all" if v in ("all", None) else list(v) if isinstance(v, (list, tuple))
-                                     else _bad_points(f"{key}.{k}", v)) for k, v in value.items()}
-        elif name == "max_length":
-            kwargs[name] = _coerce(value, 0, key)
-        else:
-            kwargs[name] = _coerce(value, default, key)
-    return cls(**kwargs)
-
-
-def _bad_points(where: str, value: Any):
-    raise _fail(where, f"expected a list of point indices or names, or 'all', got {value!r}")
+ORIGIN = "transform config"  # how messages name a config given as a dict
 
 
 def selection_indices(cfg: TransformConfig, layout=None) -> np.ndarray:
     """Global point indices the config selects, in feature order (preset first, then ``points``)."""
+    with reported_as(ORIGIN):
+        return _selection(cfg, layout)
+
+
+def _selection(cfg: TransformConfig, layout=None) -> np.ndarray:
     layout = get_layout(layout or cfg.layout) if not hasattr(layout, "components") else layout
     parts = []
     if cfg.preset:
         try:
             parts.append(preset_indices(layout, cfg.preset))
         except ConfigError as e:
-            raise _fail("preset", str(e)) from None
+            raise FieldError("preset", str(e)) from None
     for component, points in (cfg.points or {}).items():
         try:
             parts.append(layout.indices(component, None if points == "all" else list(points)))
         except ConfigError as e:
-            raise _fail(f"points.{component}", str(e)) from None
+            raise FieldError(f"points.{component}", str(e)) from None
     if not parts:
-        raise _fail("preset", "no points selected (set a preset or points)")
+        raise FieldError("preset", "no points selected (set a preset or points)")
     idx = np.concatenate(parts)
     _, first = np.unique(idx, return_index=True)
     return idx[np.sort(first)]
@@ -237,67 +196,73 @@ def selection_indices(cfg: TransformConfig, layout=None) -> np.ndarray:
 
 def validate(cfg: TransformConfig, layout=None) -> TransformConfig:
     """Check everything that depends on values (ranges, names, the layout); return cfg or raise."""
+    with reported_as(ORIGIN):
+        _check(cfg, layout)
+    return cfg
+
+
+def _check(cfg: TransformConfig, layout=None) -> None:
+    """The value rules, raising FieldError (the loader names the origin: a file, or a run config section)."""
     try:
         layout = get_layout(layout or cfg.layout) if not hasattr(layout, "components") else layout
     except ConfigError as e:
-        raise _fail("layout", str(e)) from None
-    sel = selection_indices(cfg, layout)
+        raise FieldError("layout", str(e)) from None
+    sel = _selection(cfg, layout)
     if cfg.max_length is not None and cfg.max_length < 1:
-        raise _fail("max_length", f"must be at least 1 or null, got {cfg.max_length}")
+        raise FieldError("max_length", f"must be at least 1 or null, got {cfg.max_length}")
     n = cfg.normalize
     if n.center not in CENTERS:
         try:
             reference_indices(layout, n.center)
         except ConfigError as e:
-            raise _fail("normalize.center", f"{e} (or one of {', '.join(CENTERS)})") from None
+            raise FieldError("normalize.center", f"{e} (or one of {', '.join(CENTERS)})") from None
     elif n.center in ("nose", "shoulders"):
         try:
             reference_indices(layout, n.center)
         except ConfigError as e:
-            raise _fail("normalize.center", str(e)) from None
-    if n.scale not in SCALES:
-        raise _fail("normalize.scale", f"unknown scale {n.scale!r} (known: {', '.join(SCALES)})")
+            raise FieldError("normalize.center", str(e)) from None
     if n.scale == "shoulders":
         try:
             reference_indices(layout, "shoulders")
         except ConfigError as e:
-            raise _fail("normalize.scale", str(e)) from None
+            raise FieldError("normalize.scale", str(e)) from None
     t = cfg.temporal
-    if t.drop_frames not in DROP_FRAMES:
-        raise _fail("temporal.drop_frames", f"unknown mode {t.drop_frames!r} (known: {', '.join(DROP_FRAMES)})")
     if t.drop_frames == "handless" and not hand_indices(layout).size:
-        raise _fail("temporal.drop_frames", f"layout {layout.name} has no hand components")
+        raise FieldError("temporal.drop_frames", f"layout {layout.name} has no hand components")
     if t.fill_gaps < 0:
-        raise _fail("temporal.fill_gaps", f"must be >= 0, got {t.fill_gaps}")
+        raise FieldError("temporal.fill_gaps", f"must be >= 0, got {t.fill_gaps}")
     for m in cfg.motion:
         if m not in MOTIONS:
-            raise _fail("motion", f"unknown motion feature {m!r} (known: {', '.join(MOTIONS)})")
+            raise FieldError("motion", f"unknown motion feature {m!r} (known: {', '.join(MOTIONS)})")
     if len(set(cfg.motion)) != len(cfg.motion):
-        raise _fail("motion", f"a feature is named twice in {list(cfg.motion)}")
+        raise FieldError("motion", f"a feature is named twice in {list(cfg.motion)}")
     a = cfg.augment
     for f in fields(a):
         p = getattr(a, f.name).p
         if not 0.0 <= p <= 1.0:
-            raise _fail(f"augment.{f.name}.p", f"{p} is not a probability in [0, 1]")
+            raise FieldError(f"augment.{f.name}.p", f"{p} is not a probability in [0, 1]")
+    for key, (lo, hi) in (("rescale.range", a.rescale.range), ("affine.scale", a.affine.scale),
+                          ("frame_mask.fraction", a.frame_mask.fraction), ("cutout.length", a.cutout.length)):
+        if lo > hi:
+            raise FieldError(f"augment.{key}", f"range [{lo}, {hi}] has low > high")
     if a.rescale.range[0] <= 0:
-        raise _fail("augment.rescale.range", f"must be > 0, got {list(a.rescale.range)}")
+        raise FieldError("augment.rescale.range", f"must be > 0, got {list(a.rescale.range)}")
     if a.affine.scale[0] <= 0:
-        raise _fail("augment.affine.scale", f"must be > 0, got {list(a.affine.scale)}")
+        raise FieldError("augment.affine.scale", f"must be > 0, got {list(a.affine.scale)}")
     for name in ("rotate", "shear", "translate"):
         if getattr(a.affine, name) < 0:
-            raise _fail(f"augment.affine.{name}", f"must be >= 0, got {getattr(a.affine, name)}")
+            raise FieldError(f"augment.affine.{name}", f"must be >= 0, got {getattr(a.affine, name)}")
     if a.jitter.sigma < 0:
-        raise _fail("augment.jitter.sigma", f"must be >= 0, got {a.jitter.sigma}")
+        raise FieldError("augment.jitter.sigma", f"must be >= 0, got {a.jitter.sigma}")
     for key, (lo, hi) in (("frame_mask.fraction", a.frame_mask.fraction), ("cutout.length", a.cutout.length)):
         if lo < 0 or hi > 1:
-            raise _fail(f"augment.{key}", f"fractions must lie in [0, 1], got {[lo, hi]}")
+            raise FieldError(f"augment.{key}", f"fractions must lie in [0, 1], got {[lo, hi]}")
     if a.flip.p > 0:
         mirror = mirror_indices(layout)[sel]
         missing = np.setdiff1d(mirror, sel)
         if missing.size:
-            raise _fail("augment.flip", f"the selection is not mirror-symmetric: {_point_name(layout, int(missing[0]))}, "
+            raise FieldError("augment.flip", f"the selection is not mirror-symmetric: {_point_name(layout, int(missing[0]))}, "
                         "the mirror of a selected point, is not selected (select it, or set augment.flip.p: 0)")
-    return cfg
 
 
 def _point_name(layout, index: int) -> str:
@@ -314,33 +279,13 @@ def hand_indices(layout) -> np.ndarray:
 
 
 def load_transform_config(source: str | Path | dict | TransformConfig | None = None) -> TransformConfig:
-    """A validated TransformConfig from a YAML path, a dict, a TransformConfig, or None (defaults)."""
-    if source is None:
-        cfg = TransformConfig()
-    elif isinstance(source, TransformConfig):
-        cfg = source
-    elif isinstance(source, dict):
-        cfg = _section(TransformConfig, source, "")
-    elif isinstance(source, (str, Path)):
-        import yaml
+    """A validated TransformConfig from a YAML path, a dict, a TransformConfig, or None (defaults).
 
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"transform config: {path}: file not found")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"transform config: {path}: not valid YAML ({e})") from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"transform config: {path}: expected a mapping at the top level")
-        if "transform" in data and isinstance(data["transform"], dict) and len(data) == 1:
-            data = data["transform"]
-        try:
-            cfg = _section(TransformConfig, data, "")
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
-    else:
-        raise ConfigError(f"transform config: expected a path, a dict or None, got {type(source).__name__}")
-    return validate(cfg)
+    A YAML file may hold the config itself or, alone under a ``transform:`` key, wrapped in it.
+    """
+    if isinstance(source, TransformConfig):
+        return validate(source)
+    data, origin = read_source(source, ORIGIN)
+    if isinstance(source, (str, Path)) and set(data) == {"transform"} and isinstance(data["transform"], dict):
+        data = data["transform"]
+    return build(TransformConfig, data, origin)
