@@ -241,7 +241,8 @@ def test_pose_with_iris_points_drops_them(tmp_path):
     np.testing.assert_array_equal(lm[:, 489:522], data[:, 0, :33])
 
 
-def test_pose_other_header_keeps_its_layout(tmp_path):
+def three_point_pose_root(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A dataset of one .pose file whose header is not MediaPipe Holistic (3 points, x/y)."""
     from pose_format import Pose
     from pose_format.numpy import NumPyPoseBody
     from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
@@ -255,13 +256,66 @@ def test_pose_other_header_keeps_its_layout(tmp_path):
     with open(root / "poses" / "k.pose", "wb") as f:
         Pose(header, body).write(f)
     write_csv(root / "data.csv", ["uid", "text"], [["k", "t"]])
-    ingest("pose", root, tmp_path / "store")
+    return root, data
+
+
+def recipe_with(tmp_path: Path, name: str, **changes) -> Path:
+    """A copy of a bundled recipe with some fields changed, as a .yaml path ingest accepts."""
+    import yaml
+
+    from sltdata.recipes import manifests_dir
+
+    data = yaml.safe_load((manifests_dir() / f"{name}.yaml").read_text()) | changes
+    path = tmp_path / f"{name}-changed.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_pose_other_header_keeps_its_layout_when_the_recipe_says_header(tmp_path):
+    root, data = three_point_pose_root(tmp_path)
+    ingest(str(recipe_with(tmp_path, "pose", layout="header")), root, tmp_path / "store")
     store = Store(tmp_path / "store")
     s = store.get("k")
     assert s.layout.endswith("-3") and s.landmarks.shape == (2, 3, 3)
     np.testing.assert_array_equal(s.landmarks[..., :2], data[:, 0])
     np.testing.assert_array_equal(s.landmarks[..., 2], 0)
     assert store.meta["layouts"][0]["components"][0]["points"] == ["a", "b", "c"]
+
+
+def test_pose_other_header_is_rejected_when_the_recipe_says_holistic_543(tmp_path):
+    root, _ = three_point_pose_root(tmp_path)
+    result = ingest("pose", root, tmp_path / "store")
+    assert (result.stored, result.rejected) == (0, 1)
+    reason = rejects_by_key(tmp_path / "store")["k"]
+    assert reason.endswith("-3 pose, not MediaPipe Holistic: the recipe's layout is holistic-543 "
+                           "(layout: header keeps each file's own)")
+
+
+def test_recipe_layout_the_source_cannot_write_is_one_config_error(tmp_path):
+    from sltdata.errors import ConfigError
+
+    root = islr_root(tmp_path, {"1": fake_landmarks(3)})
+    with pytest.raises(ConfigError) as e:
+        ingest(str(recipe_with(tmp_path, "kaggle-islr", layout="openpose-25")), root, tmp_path / "s")
+    assert str(e.value) == "recipe kaggle-islr-changed: layout: source kaggle-islr writes holistic-543, not 'openpose-25'"
+
+
+def test_recipe_mistakes_name_the_file_and_the_field(tmp_path):
+    from sltdata.errors import ConfigError
+    from sltdata.recipes import load_recipe
+
+    cases = {"colums": "colums: unknown key, did you mean 'columns'?",
+             "fps": "fps: expected a number, got 'fast'",
+             "label": "columns.sign: unknown role (known: key, path, label, text, participant)"}
+    for field, reason in cases.items():
+        path = tmp_path / f"{field}.yaml"
+        body = {"colums": "source: x\nmanifest: a.csv\ncolums: {key: id}\n",
+                "fps": "source: x\nmanifest: a.csv\ncolumns: {key: id}\nfps: fast\n",
+                "label": "source: x\nmanifest: a.csv\ncolumns: {key: id, sign: sign}\n"}[field]
+        path.write_text(body)
+        with pytest.raises(ConfigError) as e:
+            load_recipe(str(path))
+        assert str(e.value).startswith(f"{path}: {reason}")
 
 
 def test_pose_garbage_file_is_rejected(tmp_path):

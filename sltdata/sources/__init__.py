@@ -26,9 +26,12 @@ _SOURCES: dict[str, type["Source"]] = {}
 
 class Source(ABC):
     name: ClassVar[str]
-    layouts: ClassVar[tuple[str, ...]] = ("holistic-543",)
+    layouts: ClassVar[tuple[str, ...]] = ("holistic-543",)  # what this reader can write; a recipe picks one
 
     def __init__(self, root: Path, recipe: Recipe):
+        if recipe.layout not in self.layouts:
+            raise ConfigError(f"recipe {recipe.name}: layout: source {self.name} writes "
+                              f"{' or '.join(self.layouts)}, not {recipe.layout!r}")
         self.root = root
         self.recipe = recipe
 

@@ -119,4 +119,4 @@ class KaggleFingerspelling(Source):
             if lm is None:
                 yield r.reject(f"sequence_id {r.key} not found in {r.path}", file=r.path)
                 continue
-            yield r.sequence(lm, HOLISTIC_543.name, self.name, self.recipe.fps)
+            yield r.sequence(lm, self.recipe.layout, self.name, self.recipe.fps)

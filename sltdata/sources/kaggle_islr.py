@@ -23,7 +23,6 @@ from sltdata.sequence import Sequence
 from sltdata.sources import Source, register_source
 from sltdata.store import Reject
 
-COLUMNS = ("frame", "row_id", "type", "landmark_index", "x", "y", "z")
 _READ = ("frame", "type", "landmark_index", "x", "y", "z")
 _OFFSETS = np.array([HOLISTIC_543.offsets[c] for c in KAGGLE_COMPONENTS], dtype=np.int64)
 _SIZES = np.array([len(HOLISTIC_543.component(c).points) for c in KAGGLE_COMPONENTS], dtype=np.int64)
@@ -108,4 +107,4 @@ class KaggleISLR(Source):
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
         landmarks = read_islr_landmarks(file)
         for r in rows:
-            yield r.sequence(landmarks, HOLISTIC_543.name, self.name, self.recipe.fps)
+            yield r.sequence(landmarks, self.recipe.layout, self.name, self.recipe.fps)

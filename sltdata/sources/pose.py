@@ -1,10 +1,11 @@
 """``.pose`` files (pose-format) with a ``uid,text`` CSV, as iSign-style translation data ships.
 
-MediaPipe Holistic poses (pose-format's holistic components) are mapped into ``holistic-543`` by
-component and point name: the 10 refined iris points (face 468-477) and POSE_WORLD_LANDMARKS are
-dropped, missing components are NaN, and a point pose-format masks (confidence 0) is NaN. Any other
-header keeps its own layout, named ``<format>-<points>`` and recorded in the store. Coordinates stay
-as pose-format gives them (pixels for MediaPipe poses); 2-D formats get z = 0.
+The recipe's ``layout`` says what is stored. ``holistic-543`` (the default): MediaPipe Holistic poses
+(pose-format's holistic components) are mapped into it by component and point name: the 10 refined
+iris points (face 468-477) and POSE_WORLD_LANDMARKS are dropped, missing components are NaN, and a
+point pose-format masks (confidence 0) is NaN; a file with another header is rejected. ``header``:
+every file keeps its own header's layout, named ``<format>-<points>`` and recorded in the store.
+Coordinates stay as pose-format gives them (pixels for MediaPipe poses); 2-D formats get z = 0.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
 from sltdata.sources import Source, register_source
 from sltdata.store import Reject
+
+HEADER = "header"  # recipe layout: each file keeps the layout its header describes
 
 
 def _holistic_index(header: PoseHeader) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +65,9 @@ def header_layout(header: PoseHeader) -> Layout:
     return Layout(f"{fmt}-{sum(len(c.points) for c in comps)}", comps)
 
 
-def pose_to_landmarks(pose: Pose) -> tuple[np.ndarray, Layout]:
-    """First person's points as float32 (frames, points, 3), NaN where pose-format masks them."""
+def pose_to_landmarks(pose: Pose, to_holistic: bool = True) -> tuple[np.ndarray, Layout]:
+    """First person's points as float32 (frames, points, 3), NaN where pose-format masks them; a
+    holistic header's points are mapped into holistic-543 when ``to_holistic``."""
     data = pose.body.data
     values = np.ma.getdata(data)[:, 0].astype(np.float32)
     mask = np.ma.getmaskarray(data)[:, 0].any(axis=-1)
@@ -73,7 +77,7 @@ def pose_to_landmarks(pose: Pose) -> tuple[np.ndarray, Layout]:
         values = np.concatenate([values, np.zeros_like(values[..., :1])], axis=-1)
     values = values[..., :3].copy()
     values[missing] = np.nan
-    if is_holistic(pose.header):
+    if to_holistic and is_holistic(pose.header):
         src, dst = _holistic_index(pose.header)
         out = np.full((values.shape[0], HOLISTIC_543.num_points, 3), np.nan, dtype=np.float32)
         out[:, dst] = values[:, src]
@@ -81,14 +85,14 @@ def pose_to_landmarks(pose: Pose) -> tuple[np.ndarray, Layout]:
     return values, header_layout(pose.header)
 
 
-def read_pose_file(path: Path) -> tuple[np.ndarray, Layout, float]:
+def read_pose_file(path: Path, to_holistic: bool = True) -> tuple[np.ndarray, Layout, float]:
     try:
         pose = Pose.read(path.read_bytes())
     except Exception as e:  # pose-format raises bare struct/Value/Index errors on a bad file
         raise SourceError(path, f"unreadable .pose file ({type(e).__name__}: {e})") from None
     if pose.body.data.shape[1] == 0:
         raise SourceError(path, "no person in the .pose file")
-    landmarks, layout = pose_to_landmarks(pose)
+    landmarks, layout = pose_to_landmarks(pose, to_holistic)
     return landmarks, layout, float(pose.body.fps)
 
 
@@ -135,13 +139,18 @@ def write_holistic_pose(path: Path, landmarks: np.ndarray, fps: float = 25.0, wi
 @register_source
 class PoseFiles(Source):
     name = "pose"
+    layouts = (HOLISTIC_543.name, HEADER)
 
     def landmark_file(self, row: ManifestRow) -> str:
         stem = PurePosixPath(row.path).stem if row.path else row.key
         return str(PurePosixPath(self.recipe.pose_dir) / f"{stem}.pose")
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        landmarks, layout, fps = read_pose_file(file)
+        to_holistic = self.recipe.layout == HOLISTIC_543.name
+        landmarks, layout, fps = read_pose_file(file, to_holistic)
+        if to_holistic and layout is not HOLISTIC_543:
+            raise SourceError(file, f"{layout.name} pose, not MediaPipe Holistic: the recipe's layout is "
+                                    f"{HOLISTIC_543.name} (layout: {HEADER} keeps each file's own)")
         if layout is not HOLISTIC_543:
             register_layout(layout)
         for r in rows:
