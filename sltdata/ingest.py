@@ -32,6 +32,9 @@ from sltdata.store import (META_FILE, REJECTS_FILE, STORE_FORMAT, STORE_VERSION,
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
+# How an ingest runs (not what it stores), for the library and `sltdata ingest` alike.
+WORKERS = 2  # threads reading landmark files: pyarrow and numpy release the GIL
+PART_SIZE = 256  # rows a part holds at least: the unit of resumption
 
 
 @dataclass
@@ -172,7 +175,7 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
 
 
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
-           workers: int = 2, part_size: int = 256, overwrite: bool = False,
+           workers: int = WORKERS, part_size: int = PART_SIZE, overwrite: bool = False,
            progress: Callable[[int, int], None] | None = None) -> IngestResult:
     """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``.
 

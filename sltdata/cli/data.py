@@ -10,6 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sltdata.cli import app, console
+from sltdata.ingest import PART_SIZE, WORKERS
+from sltdata.ingest import ingest as run_ingest
 
 
 def progress_bar() -> Progress:
@@ -23,8 +25,8 @@ def ingest(
     root: Path = typer.Argument(..., help="Dataset root as the publisher ships it (holds the manifest CSV)."),
     out: Path = typer.Option(..., "--out", "-o", help="Sequence store directory to write."),
     manifest: Optional[str] = typer.Option(None, help="Manifest CSV relative to ROOT, instead of the recipe's."),
-    workers: int = typer.Option(2, help="Threads reading landmark files in parallel."),
-    part_size: int = typer.Option(256, help="Sequences per store part (a unit of resumption)."),
+    workers: int = typer.Option(WORKERS, help="Threads reading landmark files in parallel."),
+    part_size: int = typer.Option(PART_SIZE, help="Sequences per store part (a unit of resumption)."),
     strict: bool = typer.Option(False, help="Exit non-zero when any row is rejected."),
     overwrite: bool = typer.Option(False, help="Replace an existing store at --out."),
 ):
@@ -33,8 +35,6 @@ def ingest(
     Every manifest row ends stored or in OUT/rejects.jsonl with its reason. Re-running the same
     command after an interruption finishes the job without duplicates.
     """
-    from sltdata.ingest import ingest as run_ingest
-
     with progress_bar() as bar:
         task = bar.add_task("ingest", total=None)
 
