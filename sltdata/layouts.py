@@ -236,11 +236,6 @@ REFERENCES: dict[str, dict[str, tuple[tuple[str, tuple], ...]]] = {
 }
 
 
-def preset_names(layout: Layout | str) -> list[str]:
-    layout = get_layout(layout) if isinstance(layout, str) else layout
-    return sorted(PRESETS.get(layout.name, {}))
-
-
 def preset_indices(layout: Layout | str, name: str) -> np.ndarray:
     """Global point indices of a preset, or of presets joined with '+' (``hands+lips+pose-upper``).
 
