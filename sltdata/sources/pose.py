@@ -23,7 +23,7 @@ from sltdata.layouts import (HAND_EDGES, HAND_POINTS, HOLISTIC_543, POSE_EDGES, 
                              POSE_POINTS, Component, Layout, register_layout)
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
-from sltdata.sources import Source, register_source
+from sltdata.sources import Source, coordinate_problem, register_source
 from sltdata.store import Reject
 
 
@@ -81,15 +81,26 @@ def pose_to_landmarks(pose: Pose) -> tuple[np.ndarray, Layout]:
     return values, header_layout(pose.header)
 
 
-def read_pose_file(path: Path) -> tuple[np.ndarray, Layout, float]:
+def load_pose(path: Path) -> Pose:
     try:
         pose = Pose.read(path.read_bytes())
     except Exception as e:  # pose-format raises bare struct/Value/Index errors on a bad file
         raise SourceError(path, f"unreadable .pose file ({type(e).__name__}: {e})") from None
     if pose.body.data.shape[1] == 0:
         raise SourceError(path, "no person in the .pose file")
+    return pose
+
+
+def read_pose_file(path: Path) -> tuple[np.ndarray, Layout, float]:
+    pose = load_pose(path)
     landmarks, layout = pose_to_landmarks(pose)
     return landmarks, layout, float(pose.body.fps)
+
+
+def frame_size(header: PoseHeader) -> float:
+    """The larger side of the frame the header gives (pixels), at least 1: the unit of the plausibility
+    bound for pixel coordinates (MediaPipe's z is scaled like x, so one bound serves all axes)."""
+    return float(max(header.dimensions.width, header.dimensions.height, 1))
 
 
 def holistic_header(width: int = 640, height: int = 480, face_points: int = 468) -> PoseHeader:
@@ -135,14 +146,24 @@ def write_holistic_pose(path: Path, landmarks: np.ndarray, fps: float = 25.0, wi
 @register_source
 class PoseFiles(Source):
     name = "pose"
+    default_max_abs_coordinate = 100.0  # frames: pixel coordinates a hundred frames away are bit-rot
 
     def landmark_file(self, row: ManifestRow) -> str:
         stem = PurePosixPath(row.path).stem if row.path else row.key
         return str(PurePosixPath(self.recipe.pose_dir) / f"{stem}.pose")
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        landmarks, layout, fps = read_pose_file(file)
+        pose = load_pose(file)
+        landmarks, layout = pose_to_landmarks(pose)
+        fps = float(pose.body.fps)
+        dims = pose.header.dimensions
+        problem = coordinate_problem(
+            landmarks, self.max_abs_coordinate * frame_size(pose.header),
+            f", the recipe's max_abs_coordinate ({self.max_abs_coordinate:g}) × the {dims.width}×{dims.height} frame")
         if layout is not HOLISTIC_543:
             register_layout(layout)
         for r in rows:
+            if problem:
+                yield r.reject(problem, file=self.landmark_file(r))
+                continue
             yield r.sequence(landmarks, layout.name, self.name, fps or self.recipe.fps)
