@@ -26,7 +26,7 @@ from sltdata.layouts import get_layout
 from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
 from sltdata.recipes import Recipe, load_recipe
 from sltdata.sequence import Sequence
-from sltdata.sources import Source, get_source
+from sltdata.sources import Source, coordinate_problem, get_source
 from sltdata.store import (META_FILE, REJECTS_FILE, STORE_FORMAT, STORE_VERSION, Reject, part_name, write_json_atomic,
                            write_part)
 
@@ -55,18 +55,58 @@ class _Group:
     rows: tuple[ManifestRow, ...]
 
 
-def _load_map(root: Path, name: str | None) -> dict[str, int] | None:
+def _load_map(root: Path, recipe: Recipe, role: str, strict: bool) -> tuple[dict[str, int] | None, dict | None]:
+    """The label (or character) map the recipe names, validated, and where the store's map comes from.
+
+    A map the recipe names but the root lacks is not an error by default (a dataset shared without
+    its map still ingests, with labels derived from the data), but it is never silent: a warning, a
+    ``store.json`` entry, and with ``strict`` a refusal, since derived indices differ from the
+    publisher's and a model trained on them disagrees with every other model of that dataset.
+    """
+    name = recipe.label_map if role == "label" else recipe.character_map
+    what = "label map" if role == "label" else "character map"
     if not name:
-        return None
+        return None, ({"source": "derived", "reason": f"the recipe names no {what}"}
+                      if role in recipe.columns else None)
     p = resolve_inside(root, name)
-    if p is None or not p.is_file():
-        return None
+    if p is None:
+        raise SourceError(name, f"the recipe's {what} escapes the dataset root")
+    if not p.is_file():
+        reason = f"{name} not found in the dataset root"
+        if strict:
+            raise SourceError(p, f"{what} named by recipe {recipe.name} not found (--strict refuses a {what} "
+                                 "derived from the data)")
+        log.warning("%s: %s; the store's %s is derived from the data (pass --strict to refuse)",
+                    root / name, f"{what} named by recipe {recipe.name} not found", what)
+        return None, {"source": "derived", "reason": reason}
+    return read_index_map(p), {"source": "file", "file": name}
+
+
+def read_index_map(path: Path) -> dict[str, int]:
+    """A publisher's JSON object of name -> class index, checked: a negative or repeated index, or
+    one that is not an integer, is one error here instead of an IndexError (or a silently merged
+    class) deep in training."""
+    def no_repeats(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise SourceError(path, f"{k!r} appears twice")
+            seen.add(k)
+        return dict(pairs)
+
     try:
-        m = json.loads(p.read_text(encoding="utf-8"))
+        m = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SourceError(p, f"not valid JSON ({e})") from None
-    if not isinstance(m, dict) or not all(isinstance(v, int) for v in m.values()):
-        raise SourceError(p, "expected a JSON object of name -> integer index")
+        raise SourceError(path, f"not valid JSON ({e})") from None
+    if not isinstance(m, dict):
+        raise SourceError(path, "expected a JSON object of name -> integer index")
+    first: dict[int, str] = {}
+    for k, v in m.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise SourceError(path, f"index of {k!r} is {json.dumps(v)}, expected a non-negative integer")
+        if v in first:
+            raise SourceError(path, f"index {v} is given to both {first[v]!r} and {k!r}")
+        first[v] = k
     return {str(k): int(v) for k, v in m.items()}
 
 
@@ -81,6 +121,8 @@ def _check_sequence(seq: Sequence, row: ManifestRow, file: str) -> Reject | None
         return row.reject(f"{lm.shape[1]} points a frame, layout {seq.layout} has {expected}", file)
     if np.isnan(lm).all():
         return row.reject("every landmark value is NaN (nothing detected)", file)
+    if (problem := coordinate_problem(lm)) is not None:  # any source, registered ones included
+        return row.reject(problem, file)
     return None
 
 
@@ -107,7 +149,11 @@ def plan_groups(root: Path, source: Source, rows: list[ManifestRow]) -> tuple[li
         if not rel:
             rejects.append(r.reject("empty landmark path"))
             continue
-        p = resolve_inside(root, rel)
+        try:
+            p = resolve_inside(root, rel)
+        except SourceError as e:
+            rejects.append(r.reject(e.reason, rel))
+            continue
         if p is None:
             rejects.append(r.reject(f"{rel} escapes the dataset root", rel))
             continue
@@ -135,8 +181,9 @@ def pack_parts(groups: list[_Group], part_size: int) -> list[list[_Group]]:
     return parts
 
 
-def _fingerprint(recipe: Recipe, parts: list[list[_Group]]) -> str:
-    h = hashlib.sha256(json.dumps([recipe.name, recipe.source, recipe.columns], sort_keys=True).encode())
+def _fingerprint(recipe: Recipe, source: Source, parts: list[list[_Group]]) -> str:
+    what = [recipe.name, recipe.source, recipe.columns, source.max_abs_coordinate]  # all that decides the bytes
+    h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     for part in parts:
         for g in part:
             h.update(g.file.encode())
@@ -176,18 +223,19 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
 
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
            workers: int = WORKERS, part_size: int = PART_SIZE, overwrite: bool = False,
-           progress: Callable[[int, int], None] | None = None) -> IngestResult:
+           progress: Callable[[int, int], None] | None = None, strict: bool = False) -> IngestResult:
     """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``.
 
     ``progress(rows_done, rows_total)`` is called as manifest rows are settled (stored or rejected).
+    ``strict`` refuses to derive a label or character map the recipe names but the root lacks.
     """
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise SourceError(root, "dataset root is not a directory")
     recipe = load_recipe(source_or_recipe)
     source = get_source(recipe.source)(root, recipe)
-    labels = _load_map(root, recipe.label_map)
-    chars = _load_map(root, recipe.character_map)
+    labels, label_origin = _load_map(root, recipe, "label", strict)
+    chars, char_origin = _load_map(root, recipe, "text", strict)
 
     rows, rejects = read_manifest(root, recipe, manifest)
     n_rows = len(rows) + len(rejects)
@@ -202,7 +250,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         progress(done, n_rows)
     parts = pack_parts(groups, part_size)
 
-    fingerprint = _fingerprint(recipe, parts)
+    fingerprint = _fingerprint(recipe, source, parts)
     if out.exists() and overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -248,6 +296,8 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         "layouts": [get_layout(n).to_dict() for n in layout_names],
         "labels": stored_labels,
         "characters": chars,
+        **({"label_map": label_origin} if label_origin else {}),
+        **({"character_map": char_origin} if char_origin else {}),
         "counts": {"rows": n_rows, "stored": stored, "rejected": len(all_rejects),
                    "frames": int(sum(i["frames"] for i in infos))},
         "parts": [{"file": i["file"], "sequences": i["sequences"], "frames": i["frames"]} for i in infos],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,45 +57,102 @@ def read_manifest(root: Path, recipe: Recipe, manifest: str | None = None) -> tu
 
 
 def _read_one(path: Path, name: str, recipe: Recipe) -> tuple[list[ManifestRow], list[Reject]]:
-    rows, rejects = [], []
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise SourceError(path, "empty manifest (no header row)") from None
-        except csv.Error as e:
-            raise SourceError(path, f"not a CSV file ({e})") from None
-        col = {c.strip(): i for i, c in enumerate(header)}
-        missing = [c for c in recipe.columns.values() if c not in col]
-        if missing:
-            raise SourceError(path, f"missing column(s) {', '.join(missing)} (has: {', '.join(header)})")
-        idx = {role: col[c] for role, c in recipe.columns.items()}
-        n = 0
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                raise SourceError(path, f"malformed CSV ({e})", row=n + 1) from None
-            n += 1
-            if not record:
-                continue
-            if len(record) != len(header):
-                rejects.append(Reject(name, n, None, None,
-                                      f"has {len(record)} fields, the header has {len(header)}"))
-                continue
-            v = {role: record[i].strip() if role != "text" else record[i] for role, i in idx.items()}
-            bad = [recipe.columns[r] for r, x in v.items() if _has_undecodable(x)]
-            key = v["key"]
-            if bad:
-                rejects.append(Reject(name, n, key.encode("utf-8", "replace").decode("utf-8"), None,
-                                      f"{', '.join(bad)} is not valid UTF-8"))
-                continue
-            rows.append(ManifestRow(name, n, key, v.get("path"), v.get("label"), v.get("text"),
-                                    v.get("participant")))
+        lines = list(f)  # physical lines, split as csv sees them, to tell a swallowed row from a field
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise SourceError(path, "empty manifest (no header row)") from None
+    except csv.Error as e:
+        raise SourceError(path, f"not a CSV file ({e})") from None
+    col = {c.strip(): i for i, c in enumerate(header)}
+    missing = [c for c in recipe.columns.values() if c not in col]
+    if missing:
+        raise SourceError(path, f"missing column(s) {', '.join(missing)} (has: {', '.join(header)})")
+    idx = {role: col[c] for role, c in recipe.columns.items()}
+    records = _records(path, lines, reader.line_num)
+    runaway = _unterminated_quotes(records, lines, len(header))
+
+    rows, rejects = [], []
+    n = 0
+    for pos, (record, first, span) in enumerate(records):
+        n += 1
+        if pos in runaway:
+            opened = record if record is not None else next(csv.reader([lines[first]]), [])
+            key = _printable(opened[idx["key"]].strip()) if len(opened) > idx["key"] else None
+            reason = (f"unterminated quote: the row runs on over the next {span - 1} line(s), rejected with it"
+                      if span > 1 else "a field longer than csv allows (an unterminated quote?)")
+            rejects.append(Reject(name, n, key, None, reason))
+            broken = n
+            for line in lines[first + 1:first + span]:
+                n += 1
+                if not line.strip():
+                    continue  # a blank line is no row, as elsewhere in the manifest
+                swallowed = next(csv.reader([line]), [])
+                key = _printable(swallowed[idx["key"]].strip()) if len(swallowed) == len(header) else None
+                rejects.append(Reject(name, n, key, None, f"swallowed by the unterminated quote in row {broken}"))
+            continue
+        if not record:
+            continue
+        if len(record) != len(header):
+            rejects.append(Reject(name, n, None, None, f"has {len(record)} fields, the header has {len(header)}"))
+            continue
+        v = {role: record[i].strip() if role != "text" else record[i] for role, i in idx.items()}
+        bad = [recipe.columns[r] for r, x in v.items() if _has_undecodable(x)]
+        key = v["key"]
+        if bad:
+            rejects.append(Reject(name, n, _printable(key), None, f"{', '.join(bad)} is not valid UTF-8"))
+            continue
+        rows.append(ManifestRow(name, n, key, v.get("path"), v.get("label"), v.get("text"), v.get("participant")))
     return rows, rejects
+
+
+def _printable(value: str) -> str:
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _records(path: Path, lines: list[str], start: int) -> list[tuple[list[str] | None, int, int]]:
+    """Every record after the header as (fields, first physical line, lines it spans).
+
+    A quote that runs on past csv's field size limit is a ``None`` record that ends at the next line
+    holding a quote (where csv would have closed it); reading goes on after it.
+    """
+    records: list[tuple[list[str] | None, int, int]] = []
+    pos = start
+    while pos < len(lines):
+        reader = csv.reader(lines[pos:])
+        done = pos  # first line of the record being read
+        try:
+            for record in reader:
+                records.append((record, done, pos + reader.line_num - done))
+                done = pos + reader.line_num
+            break
+        except csv.Error as e:
+            if "field larger than field limit" not in str(e):
+                raise SourceError(path, f"malformed CSV ({e})", row=len(records) + 1) from None
+            end = next((j for j in range(done + 1, len(lines)) if '"' in lines[j]), len(lines) - 1)
+            records.append((None, done, end - done + 1))
+            pos = end + 1
+    return records
+
+
+def _unterminated_quotes(records: list[tuple[list[str] | None, int, int]], lines: list[str], fields: int) -> set[int]:
+    """Records (by position) that an unterminated quote ran on into the following rows.
+
+    csv reads an opening quote with no closing one as a field that goes on, newlines and all, until
+    the next quote or the end of the file: the rows in between vanish into one field. A field may
+    legitimately hold a newline, so a record spanning several lines is a runaway quote only when no
+    other record spans lines (the manifest does not use multi-line fields) or when a line it swallowed
+    parses as a whole row of the manifest.
+    """
+    multi = [i for i, (_, _, span) in enumerate(records) if span > 1]
+    too_long = {i for i, (record, _, _) in enumerate(records) if record is None}
+    if len(multi) == 1:
+        return set(multi) | too_long
+    return too_long | {i for i in multi
+                       if any(len(next(csv.reader([line]), [])) == fields
+                              for line in lines[records[i][1] + 1:records[i][1] + records[i][2]])}
 
 
 def check_rows(rows: list[ManifestRow], recipe: Recipe) -> tuple[list[ManifestRow], list[Reject]]:
@@ -118,7 +176,16 @@ def check_rows(rows: list[ManifestRow], recipe: Recipe) -> tuple[list[ManifestRo
 
 
 def resolve_inside(root: Path, relative: str) -> Path | None:
-    """The file a manifest names, or None when it escapes the dataset root (``../``, absolute paths)."""
-    root = root.resolve()
-    p = (root / relative).resolve()
+    """The file a manifest names, or None when it escapes the dataset root (``../``, absolute paths).
+
+    A symlink loop on the way is bad input, not a crash: ``SourceError`` naming the path.
+    """
+    try:
+        root = root.resolve()
+        p = (root / relative).resolve()
+    except RuntimeError:  # Python < 3.13 says "Symlink loop from ..." this way
+        raise SourceError(relative, f"{relative} runs into a symlink loop") from None
+    except OSError as e:  # Python >= 3.13: ELOOP
+        why = "runs into a symlink loop" if e.errno == errno.ELOOP else f"cannot be resolved ({e.strerror})"
+        raise SourceError(relative, f"{relative} {why}") from None
     return p if p.is_relative_to(root) else None

@@ -38,6 +38,10 @@ class Recipe:
     layout: str = "holistic-543"  # the layout sequences are stored in; the source must be able to write it
     pose_dir: str = "."  # `pose` source: where .pose files are, relative to the root
     fps: Optional[float] = None  # frames per second when the source does not say
+    # Largest plausible |coordinate|, in frame sizes: 1 for normalized sources (Kaggle), the .pose header's
+    # larger side for pixel sources. Beyond it a sequence is rejected (bit-rot gives ~1e22). None: the
+    # source's default (10000 normalized, 100 pixel frames).
+    max_abs_coordinate: Optional[float] = None
     extra: dict = field(default_factory=dict)
 
     @classmethod

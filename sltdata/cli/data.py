@@ -27,7 +27,7 @@ def ingest(
     manifest: Optional[str] = typer.Option(None, help="Manifest CSV relative to ROOT, instead of the recipe's."),
     workers: int = typer.Option(WORKERS, help="Threads reading landmark files in parallel."),
     part_size: int = typer.Option(PART_SIZE, help="Sequences per store part (a unit of resumption)."),
-    strict: bool = typer.Option(False, help="Exit non-zero when any row is rejected."),
+    strict: bool = typer.Option(False, help="Exit non-zero when any row is rejected; refuse to derive a label or character map the recipe names but the dataset lacks."),
     overwrite: bool = typer.Option(False, help="Replace an existing store at --out."),
 ):
     """Read a dataset as its publisher ships it into a sequence store (Parquet), with a rejects report.
@@ -42,7 +42,7 @@ def ingest(
             bar.update(task, completed=done, total=total)
 
         result = run_ingest(source, root, out, manifest=manifest, workers=workers, part_size=part_size,
-                            overwrite=overwrite, progress=advance)
+                            overwrite=overwrite, progress=advance, strict=strict)
     for r in result.rejects[:10]:
         console.print(f"[yellow]rejected[/] {r}", highlight=False, soft_wrap=True)
     if len(result.rejects) > 10:

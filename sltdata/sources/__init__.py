@@ -14,6 +14,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar, Iterator
 
+import numpy as np
+
 from sltdata.errors import ConfigError
 from sltdata.manifest import ManifestRow
 from sltdata.recipes import Recipe
@@ -27,6 +29,8 @@ _SOURCES: dict[str, type["Source"]] = {}
 class Source(ABC):
     name: ClassVar[str]
     layouts: ClassVar[tuple[str, ...]] = ("holistic-543",)  # what this reader can write; a recipe picks one
+    # Default plausibility bound in frame sizes when the recipe sets no max_abs_coordinate.
+    default_max_abs_coordinate: ClassVar[float] = 1e4
 
     def __init__(self, root: Path, recipe: Recipe):
         if recipe.layout not in self.layouts:
@@ -34,6 +38,12 @@ class Source(ABC):
                               f"{' or '.join(self.layouts)}, not {recipe.layout!r}")
         self.root = root
         self.recipe = recipe
+        limit = recipe.max_abs_coordinate
+        if limit is None:
+            limit = self.default_max_abs_coordinate
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+            raise ConfigError(f"recipe {recipe.name}: max_abs_coordinate must be a positive number, got {limit!r}")
+        self.max_abs_coordinate = float(limit)
 
     @abstractmethod
     def landmark_file(self, row: ManifestRow) -> str:
@@ -46,6 +56,39 @@ class Source(ABC):
         A file that cannot be read at all raises ``SourceError``; ingest then rejects every row that
         points at it with that reason.
         """
+
+
+# How a normalized source's plausibility bound is named in a reject reason.
+NORMALIZED_LIMIT = ", the recipe's max_abs_coordinate for normalized coordinates"
+
+
+def coordinate_problem(landmarks: np.ndarray, limit: float = np.inf, why: str = "") -> str | None:
+    """The reason to reject a sequence whose coordinates cannot be real, or None.
+
+    NaN is allowed (it means "not detected"). Infinity is not: it is a flipped bit or a float64 value
+    beyond float32's range (1e300 becomes inf when cast), and it makes a model's loss NaN many steps
+    later, far from the file that caused it. ``limit`` is the plausibility bound (bit-rot gives values
+    around 1e22 that are finite but not a position in any frame); ``why`` says where it comes from.
+    Frames and points in the reason are 0-based positions in the sequence as read.
+    """
+    magnitude = np.abs(landmarks)
+    for bad, what in ((np.isinf(magnitude), "infinite or beyond float32 range"),
+                      (magnitude > limit, f"beyond ±{limit:g}{why}")):
+        if bad.any():
+            frame, point, _ = np.argwhere(bad)[0]
+            value = landmarks[frame, point][bad[frame, point]][0]
+            return (f"{int(bad.sum())} coordinate(s) {what} (first: {value:g} at frame {frame}, "
+                    f"point {point})")
+    return None
+
+
+def check_frame_numbers(fmt: str, start: int, frames: int, dtype=np.int16) -> None:
+    """Refuse to write frame numbers ``start .. start+frames-1`` that the publisher's type cannot hold
+    (they would wrap to negative numbers and sort first)."""
+    top = int(np.iinfo(dtype).max)
+    if start < 0 or start + frames - 1 > top:
+        raise ConfigError(f"{fmt} stores frame numbers as {np.dtype(dtype).name}, as the publisher's files do: "
+                          f"frames {start}..{start + frames - 1} do not fit (0..{top})")
 
 
 def register_source(cls: type[Source]) -> type[Source]:

@@ -21,7 +21,7 @@ from sltdata.errors import SourceError
 from sltdata.layouts import HOLISTIC_543, KAGGLE_COMPONENTS
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
-from sltdata.sources import Source, register_source
+from sltdata.sources import NORMALIZED_LIMIT, Source, check_frame_numbers, coordinate_problem, register_source
 from sltdata.store import Reject
 
 SEQUENCE_COLUMN = "sequence_id"
@@ -39,11 +39,18 @@ def coordinate_columns() -> list[str]:
 _COORDS = coordinate_columns()
 
 
-def read_fingerspelling_file(path: Path, keys: list[str]) -> dict[str, np.ndarray]:
-    """The sequences of one wide parquet file that ``keys`` name, each float32 (frames, 543, 3).
+def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = None
+                             ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The sequences of one wide parquet file that ``keys`` name, each float32 (frames, 543, 3), and
+    the reasons to reject the keys whose frames are wrong. ``name`` is the file as reasons call it.
 
-    Keys absent from the file are absent from the result; the caller rejects them.
+    Keys absent from both results are absent from the file; the caller rejects them. Frames are
+    ordered by their frame number, compared as numbers: a string ``frame`` column (pandas writes
+    one from a CSV round trip) is cast with a check, since sorting the strings puts frame 10
+    before frame 2. A row with no ``sequence_id`` is a frame that belongs to no sequence: which
+    sequence lost it cannot be known, so the whole file is refused rather than read short.
     """
+    name = name or path.name
     try:
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
@@ -62,20 +69,23 @@ def read_fingerspelling_file(path: Path, keys: list[str]) -> dict[str, np.ndarra
         table = pf.read(columns=[SEQUENCE_COLUMN, *([FRAME_COLUMN] if has_frame else []), *_COORDS])
     except (pa.ArrowException, OSError) as e:
         raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
+    if (nulls := table.column(SEQUENCE_COLUMN).null_count):
+        raise SourceError(path, f"{name} has {nulls} row(s) with a null {SEQUENCE_COLUMN} "
+                                "(frames of an unknown sequence)")
     # Order and filter with the two small columns only, then gather the wide matrix once.
     seq = table.column(SEQUENCE_COLUMN).cast(pa.string())
     small = pa.table({"s": seq, "i": pa.array(np.arange(table.num_rows))}
-                     | ({"f": table.column(FRAME_COLUMN)} if has_frame else {}))
+                     | ({"f": _frame_numbers(path, table.column(FRAME_COLUMN))} if has_frame else {}))
     small = small.filter(pc.is_in(seq, value_set=pa.array(keys, type=pa.string())))
     if small.num_rows == 0:
-        return {}
+        return {}, {}
     # Arrow's sort is stable: frames keep file order when there is no frame column.
     order = [("s", "ascending")] + ([("f", "ascending")] if has_frame else [])
     small = small.take(pc.sort_indices(small, sort_keys=order))
     rows = small.column("i").to_numpy()
     coords = table.select(_COORDS)
     if any(t != pa.float32() for t in coords.schema.types):
-        coords = coords.cast(pa.schema([(c, pa.float32()) for c in _COORDS]))
+        coords = coords.cast(pa.schema([(c, pa.float32()) for c in _COORDS]))  # 1e300 -> inf: rejected later
     # Arrow builds the row-major (rows, 1629) matrix in its own memory pool; gather only when the
     # file is not already in (sequence, frame) order.
     matrix = np.asarray(coords.combine_chunks().to_batches()[0].to_tensor(null_to_nan=True, row_major=True))
@@ -85,14 +95,55 @@ def read_fingerspelling_file(path: Path, keys: list[str]) -> dict[str, np.ndarra
     ids = small.column("s").to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
-    return {str(ids[s]): values[s:e] for s, e in zip(starts, ends)}
+    problems = _frame_problems(small.column("f"), starts, ends) if has_frame else [None] * len(starts)
+    found, rejected = {}, {}
+    for s, e, problem in zip(starts, ends, problems):
+        if problem:
+            rejected[str(ids[s])] = problem
+        else:
+            found[str(ids[s])] = values[s:e]
+    return found, rejected
+
+
+def _frame_numbers(path: Path, frame: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The frame column as integers; a value that is not a whole number refuses the file."""
+    if pa.types.is_integer(frame.type):
+        return frame
+    try:
+        return pc.cast(frame, pa.int64())  # a checked cast: "12" -> 12, but "x" and 1.5 raise
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise SourceError(path, f"column {FRAME_COLUMN} is {frame.type} and holds a value that is not a "
+                                f"frame number ({str(e).splitlines()[0]})") from None
+
+
+def _frame_problems(frame: pa.ChunkedArray, starts: np.ndarray, ends: np.ndarray) -> list[str | None]:
+    """Per sequence (rows ``starts[i]:ends[i]``, sorted by frame), why its frames cannot be placed:
+    a frame without a number, or a frame number that appears more than once (as kaggle-islr rejects
+    a (frame, type, landmark_index) that appears twice)."""
+    missing = frame.is_null().to_numpy(zero_copy_only=False)
+    number = frame.fill_null(0).to_numpy()
+    repeat = np.r_[False, (number[1:] == number[:-1]) & ~missing[1:] & ~missing[:-1]]
+    out: list[str | None] = []
+    for s, e in zip(starts, ends):
+        if missing[s:e].any():
+            out.append(f"{int(missing[s:e].sum())} frame(s) without a {FRAME_COLUMN} number (null)")
+        elif repeat[s + 1:e].any():
+            f = number[s + 1:e][repeat[s + 1:e]][0]
+            out.append(f"{FRAME_COLUMN} {f} appears {int((number[s:e] == f).sum())} times")
+        else:
+            out.append(None)
+    return out
 
 
 def write_fingerspelling_parquet(path: Path, sequences: dict[str, np.ndarray]) -> None:
     """Write sequences as asl-fingerspelling lays them out: sequence_id as the pandas-style index,
-    frame, then x_* for every point, y_*, z_* (used by `sltdata synth` and tests)."""
+    frame, then x_* for every point, y_*, z_* (used by `sltdata synth` and tests).
+
+    ``frame`` is int16, the type the competition's files are described with (no real file of this
+    format is at hand to check); a sequence longer than int16 holds is refused instead of wrapping."""
     ids, frames, blocks = [], [], []
     for key, lm in sequences.items():
+        check_frame_numbers("kaggle-fingerspelling", 0, len(lm))
         ids.append(np.full(len(lm), int(key), dtype=np.int64))
         frames.append(np.arange(len(lm), dtype=np.int16))
         blocks.append(lm.reshape(len(lm), -1))
@@ -113,10 +164,14 @@ class KaggleFingerspelling(Source):
         return row.path or ""
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        found = read_fingerspelling_file(file, [r.key for r in rows])
+        found, rejected = read_fingerspelling_file(file, [r.key for r in rows], name=rows[0].path)
         for r in rows:
             lm = found.get(r.key)
-            if lm is None:
+            if r.key in rejected:
+                yield r.reject(rejected[r.key], file=r.path)
+            elif lm is None:
                 yield r.reject(f"sequence_id {r.key} not found in {r.path}", file=r.path)
-                continue
-            yield r.sequence(lm, self.recipe.layout, self.name, self.recipe.fps)
+            elif problem := coordinate_problem(lm, self.max_abs_coordinate, NORMALIZED_LIMIT):
+                yield r.reject(problem, file=r.path)
+            else:
+                yield r.sequence(lm, self.recipe.layout, self.name, self.recipe.fps)

@@ -20,7 +20,7 @@ from sltdata.errors import SourceError
 from sltdata.layouts import HOLISTIC_543, KAGGLE_COMPONENTS
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
-from sltdata.sources import Source, register_source
+from sltdata.sources import NORMALIZED_LIMIT, Source, check_frame_numbers, coordinate_problem, register_source
 from sltdata.store import Reject
 
 _READ = ("frame", "type", "landmark_index", "x", "y", "z")
@@ -77,14 +77,20 @@ def read_islr_landmarks(path: Path) -> np.ndarray:
     if (np.bincount(slot, minlength=len(frames) * _POINTS) != 1).any():
         raise SourceError(path, "a (frame, type, landmark_index) appears twice")
     out = np.empty((len(frames) * _POINTS, 3), dtype=np.float32)
-    for axis, c in enumerate("xyz"):
-        out[slot, axis] = table.column(c).to_numpy(zero_copy_only=False)
+    with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf, which the source rejects
+        for axis, c in enumerate("xyz"):
+            out[slot, axis] = table.column(c).to_numpy(zero_copy_only=False)
     return out.reshape(len(frames), _POINTS, 3)
 
 
 def write_islr_parquet(path: Path, landmarks: np.ndarray, frame_start: int = 0) -> None:
-    """Write (frames, 543, 3) as asl-signs lays it out (used by `sltdata synth` and tests)."""
+    """Write (frames, 543, 3) as asl-signs lays it out (used by `sltdata synth` and tests).
+
+    ``frame`` and ``landmark_index`` are int16, as in the publisher's files: frame numbers past
+    32,767 would wrap, so they are refused instead.
+    """
     n_frames = landmarks.shape[0]
+    check_frame_numbers("kaggle-islr", frame_start, n_frames)
     types = np.repeat(np.array(KAGGLE_COMPONENTS), _SIZES)
     index = np.concatenate([np.arange(s) for s in _SIZES])
     frame = np.repeat(np.arange(frame_start, frame_start + n_frames, dtype=np.int16), _POINTS)
@@ -106,5 +112,9 @@ class KaggleISLR(Source):
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
         landmarks = read_islr_landmarks(file)
+        problem = coordinate_problem(landmarks, self.max_abs_coordinate, NORMALIZED_LIMIT)
         for r in rows:
+            if problem:
+                yield r.reject(problem, file=r.path)
+                continue
             yield r.sequence(landmarks, self.recipe.layout, self.name, self.recipe.fps)

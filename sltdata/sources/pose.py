@@ -24,7 +24,7 @@ from sltdata.layouts import (HAND_EDGES, HAND_POINTS, HOLISTIC_543, POSE_EDGES, 
                              POSE_POINTS, Component, Layout, register_layout)
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
-from sltdata.sources import Source, register_source
+from sltdata.sources import Source, coordinate_problem, register_source
 from sltdata.store import Reject
 
 HEADER = "header"  # recipe layout: each file keeps the layout its header describes
@@ -85,15 +85,26 @@ def pose_to_landmarks(pose: Pose, to_holistic: bool = True) -> tuple[np.ndarray,
     return values, header_layout(pose.header)
 
 
-def read_pose_file(path: Path, to_holistic: bool = True) -> tuple[np.ndarray, Layout, float]:
+def load_pose(path: Path) -> Pose:
     try:
         pose = Pose.read(path.read_bytes())
     except Exception as e:  # pose-format raises bare struct/Value/Index errors on a bad file
         raise SourceError(path, f"unreadable .pose file ({type(e).__name__}: {e})") from None
     if pose.body.data.shape[1] == 0:
         raise SourceError(path, "no person in the .pose file")
+    return pose
+
+
+def read_pose_file(path: Path, to_holistic: bool = True) -> tuple[np.ndarray, Layout, float]:
+    pose = load_pose(path)
     landmarks, layout = pose_to_landmarks(pose, to_holistic)
     return landmarks, layout, float(pose.body.fps)
+
+
+def frame_size(header: PoseHeader) -> float:
+    """The larger side of the frame the header gives (pixels), at least 1: the unit of the plausibility
+    bound for pixel coordinates (MediaPipe's z is scaled like x, so one bound serves all axes)."""
+    return float(max(header.dimensions.width, header.dimensions.height, 1))
 
 
 def holistic_header(width: int = 640, height: int = 480, face_points: int = 468) -> PoseHeader:
@@ -140,6 +151,7 @@ def write_holistic_pose(path: Path, landmarks: np.ndarray, fps: float = 25.0, wi
 class PoseFiles(Source):
     name = "pose"
     layouts = (HOLISTIC_543.name, HEADER)
+    default_max_abs_coordinate = 100.0  # frames: pixel coordinates a hundred frames away are bit-rot
 
     def landmark_file(self, row: ManifestRow) -> str:
         stem = PurePosixPath(row.path).stem if row.path else row.key
@@ -147,11 +159,20 @@ class PoseFiles(Source):
 
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
         to_holistic = self.recipe.layout == HOLISTIC_543.name
-        landmarks, layout, fps = read_pose_file(file, to_holistic)
+        pose = load_pose(file)
+        landmarks, layout = pose_to_landmarks(pose, to_holistic)
         if to_holistic and layout is not HOLISTIC_543:
             raise SourceError(file, f"{layout.name} pose, not MediaPipe Holistic: the recipe's layout is "
                                     f"{HOLISTIC_543.name} (layout: {HEADER} keeps each file's own)")
+        fps = float(pose.body.fps)
+        dims = pose.header.dimensions
+        problem = coordinate_problem(
+            landmarks, self.max_abs_coordinate * frame_size(pose.header),
+            f", the recipe's max_abs_coordinate ({self.max_abs_coordinate:g}) × the {dims.width}×{dims.height} frame")
         if layout is not HOLISTIC_543:
             register_layout(layout)
         for r in rows:
+            if problem:
+                yield r.reject(problem, file=self.landmark_file(r))
+                continue
             yield r.sequence(landmarks, layout.name, self.name, fps or self.recipe.fps)
