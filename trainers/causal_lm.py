@@ -1,7 +1,7 @@
 """`causal-lm`: pose-to-text translation with any HuggingFace decoder-only model (Qwen, Llama,
 Gemma, Mistral, GPT-2), LoRA through peft.
 
-Seed 002 of this project. The projected pose frames (``trainers.pose_encoder``) become a soft prefix
+Seed 002 of this project. The projected pose frames (``trainers.common.pose_encoder``) become a soft prefix
 of the model's input: ``[BOS] pose frames, prompt tokens, target tokens, EOS``. Only the target
 tokens (and EOS) are supervised; labels are -100 on the BOS, the frames and the prompt. Each
 sequence is packed without holes (its real frames, then its prompt right after them), right-padded
@@ -32,8 +32,9 @@ from torch import nn
 from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
-from trainers.pose_encoder import PoseProjector
-from trainers.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
+from trainers.common.pose_encoder import PoseProjector
+from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model,
+                                         load_tokenizer)
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """`seq2seq`: pose-to-text translation with any HuggingFace encoder-decoder (T5, mT5, BART, mBART).
 
 Seed 002 of this project. The pose sequence replaces the source sentence: a projector
-(``trainers.pose_encoder``: linear, or the `islr` Conv1D stack, after frame subsampling) turns
+(``trainers.common.pose_encoder``: linear, or the `islr` Conv1D stack, after frame subsampling) turns
 frames into vectors of the model's width, which go to the pretrained encoder as ``inputs_embeds``
 with the frame mask as ``attention_mask``; the decoder is trained with teacher forcing on the
 sentence as the model's own tokenizer splits it (``text_target=``, so mBART's target-language tokens
@@ -11,7 +11,7 @@ Config (``model`` section): ``model`` (a hub name or local directory; pretrained
 ``model_config`` (a config dict with ``model_type``, random weights: tests and from-scratch runs),
 ``tokenizer`` (default: the model's; ``byt5`` needs no files), projector options, generation options
 (``num_beams``, ``max_new_tokens``, and ``generate_kwargs`` passed to ``generate``, e.g.
-``forced_bos_token_id`` for mBART). Metrics: BLEU-4, chrF, ROUGE-L (``trainers.translation``).
+``forced_bos_token_id`` for mBART). Metrics: BLEU-4, chrF, ROUGE-L (``trainers.common.translation``).
 ``sltdata export RUN --format hf`` writes the text model and tokenizer with ``save_pretrained`` and
 the projector as safetensors.
 """
@@ -27,8 +27,9 @@ from torch import nn
 
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
-from trainers.pose_encoder import PoseProjector
-from trainers.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
+from trainers.common.pose_encoder import PoseProjector
+from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model,
+                                         load_tokenizer)
 
 log = logging.getLogger(__name__)
 

@@ -13,20 +13,17 @@ from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, load_config
-from sltdata.train.registry import get_trainer
+from sltdata.train.registry import bundled_configs, get_trainer
 
 
 def resolve_config(config: str | Path | dict | None) -> str | Path | dict | None:
-    """A config file path, or the name of a recipe bundled in ``trainers/configs`` (``islr-tiny``)."""
+    """A config file path, or the name of a recipe a registered trainer ships (``islr-tiny``)."""
     if config is None or isinstance(config, dict) or Path(config).is_file():
         return config
-    import trainers
-
-    bundled = Path(trainers.__file__).parent / "configs" / f"{config}.yaml"
-    if bundled.is_file():
-        return bundled
-    names = sorted(p.stem for p in bundled.parent.glob("*.yaml"))
-    raise ConfigError(f"{config}: no such config file or bundled recipe (bundled: {', '.join(names)})")
+    found = bundled_configs()
+    if str(config) not in found:
+        raise ConfigError(f"{config}: no such config file or bundled recipe (bundled: {', '.join(found) or 'none'})")
+    return found[str(config)]
 
 
 def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str | Path | dict | None = None,

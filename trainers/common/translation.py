@@ -29,6 +29,7 @@ from torch import nn
 from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.loop import unwrap
+from trainers.common import CONFIGS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class TranslationTrainer(Trainer):
     monitor = "bleu"
     monitor_mode = "max"
     export_formats = ("hf",)
+    configs_dir = CONFIGS_DIR
 
     def predict(self, model: nn.Module, batch: dict, cfg: Any) -> dict[str, Any]:
         core = unwrap(model)
