@@ -3,7 +3,6 @@ config at hand (everything needed is saved there: config.yaml, dataset.json, che
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -69,20 +68,14 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
                  out: str | Path | None = None, device: str = "auto") -> tuple[dict, Path]:
     """Metrics of a run's checkpoint on one split; writes metrics.json and the trainer's reports."""
     from sltdata.train.data import ShardData
-    from sltdata.train.loop import evaluate, setup_distributed
+    from sltdata.train.loop import evaluate_split, setup_distributed
 
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
     data = ShardData(data_dir, cfg, trainer.target)
     data.info = info  # the run's label map, not re-derived
     _, dev = setup_distributed(device)
-    metrics, outputs = evaluate(trainer, model.to(dev), data, split, cfg, dev)
-    if not metrics:
-        raise ConfigError(f"{data_dir}: split {split!r} is empty")
     out = Path(out) if out else Path(run_dir) / f"eval-{split}"
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.write_report(outputs, info, out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return metrics, out
+    return evaluate_split(trainer, model.to(dev), data, split, cfg, dev, out), out
 
 
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,
