@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sltdata.data import IGNORE_INDEX
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.common.pose_encoder import PoseProjector
-from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model,
-                                         load_tokenizer)
+from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, write_hf_export,
+                                         load_hf_model, load_tokenizer)
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,10 @@ class PoseSeq2Seq(nn.Module):
 
 
 def text_labels(tokenizer, texts: list, max_length: int, device) -> torch.Tensor:
-    """Token ids of the target sentences, padding -> -100 (ignored by the loss)."""
+    """Token ids of the target sentences, padding -> IGNORE_INDEX (-100: ignored by the loss)."""
     enc = tokenizer(text_target=[t or "" for t in texts], max_length=max_length, truncation=True,
                     padding=True, return_tensors="pt")
-    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
     return labels.to(device)
 
 
@@ -93,16 +94,4 @@ class Seq2SeqTrainer(TranslationTrainer):
     def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: Seq2SeqConfig) -> Path:
         if format != "hf":
             return super().export(model, info, path, format, cfg)
-        return export_hf(model, path)
-
-
-def export_hf(model: nn.Module, path: Path) -> Path:
-    """``save_pretrained`` of the text model and tokenizer into ``path/``, the projector beside them."""
-    from safetensors.torch import save_model
-
-    path = Path(path).with_suffix("") if Path(path).suffix == ".hf" else Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.hf.save_pretrained(str(path))
-    model.tokenizer.save_pretrained(str(path))
-    save_model(model.projector, str(path / "pose_projector.safetensors"))
-    return path
+        return write_hf_export(model.hf, model.tokenizer, model.projector, path)

@@ -128,6 +128,19 @@ def write_translation_report(outputs: dict[str, Any], out_dir: Path, examples: i
     return [path]
 
 
+def write_hf_export(hf: nn.Module, tokenizer, projector: nn.Module, path: Path) -> Path:
+    """``save_pretrained`` of the text model and tokenizer into ``path/`` (a ``.hf`` suffix dropped),
+    the pose projector beside them as ``pose_projector.safetensors``."""
+    from safetensors.torch import save_model
+
+    path = Path(path).with_suffix("") if Path(path).suffix == ".hf" else Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    save_model(projector, str(path / "pose_projector.safetensors"))
+    return path
+
+
 @dataclass
 class TranslationModelConfig:
     """The ``model:`` fields ``seq2seq`` and ``causal-lm`` share: which HF model, the pose projector,
