@@ -77,7 +77,8 @@ def test_a_third_party_trainer_ships_recipes_through_the_registry(tmp_path, monk
         name = "mine"
         configs_dir = tmp_path
 
-    monkeypatch.setitem(registry._extra, "mine", MineTrainer)
+    monkeypatch.setattr(registry, "_extra", {})                    # registrations end with the test
+    registry.register_trainer(MineTrainer)
     assert bundled_config("mine-small") == tmp_path / "mine-small.yaml"
     assert "other-small" not in bundled_config_names()
 
