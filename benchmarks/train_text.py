@@ -84,7 +84,7 @@ def main() -> None:
     from sltdata.transforms import load_transform_config
     from sltdata.transforms.torch_ops import BatchAugment
     from trainers.ctc import CTCConfig, CTCModel, CTCTrainer
-    from trainers.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
+    from trainers.common.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device {device} ({where}), max length {args.max_length}, torch {torch.__version__}")

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sltdata.data import IGNORE_INDEX
 from sltdata.errors import ConfigError
 from sltdata.testing.text import bundled_config, text_shards
 from sltdata.train.base import DatasetInfo
@@ -66,8 +67,8 @@ def test_only_the_target_tokens_are_supervised():
     n_frames = model.projector(features, mask)[1].sum(1)                 # after subsampling: 6, 3, 4
     prompt = len(model.prompt_ids) + len(model.lead_ids)
     assert attn.sum(1).tolist() == (n_frames + prompt + lengths).tolist()
-    assert (labels != -100).sum(1).tolist() == lengths.tolist() == [6, 2, 4]   # text + EOS
-    first = (labels != -100).int().argmax(1)
+    assert (labels != IGNORE_INDEX).sum(1).tolist() == lengths.tolist() == [6, 2, 4]   # text + EOS
+    first = (labels != IGNORE_INDEX).int().argmax(1)
     assert first.tolist() == (n_frames + prompt).tolist()                 # right after frames and prompt
     assert labels[0, first[0]:first[0] + 6].tolist() == ids[0, :6].tolist()
 
@@ -78,7 +79,7 @@ def test_generation_sees_the_positions_training_saw():
     features, mask = batch()
     ids, lengths = target_ids(model.tokenizer, ["hello", "a", "xyz"], 64, model.eos_id, "cpu")
     inputs, attn, labels = model.pack(features, mask, ids, lengths, left_pad=False)
-    first = (labels != -100).int().argmax(1)
+    first = (labels != IGNORE_INDEX).int().argmax(1)
     with torch.no_grad():
         teacher = model.hf(inputs_embeds=inputs, attention_mask=attn).logits[torch.arange(3), first - 1]
         g_in, g_attn, _ = model.pack(features, mask, None, None, left_pad=True)

@@ -4,7 +4,9 @@ import pytest
 
 from sltdata.errors import ConfigError
 from sltdata.train.config import load_config, parse_overrides
-from sltdata.train.registry import get_trainer, trainer_entry_points
+from sltdata.train import registry
+from sltdata.train.registry import bundled_config, bundled_config_names, get_trainer, trainer_entry_points
+from sltdata.train.runs import resolve_config
 from trainers.islr import ISLRConfig, ISLRTrainer
 
 
@@ -85,6 +87,33 @@ def test_unknown_trainer_lists_installed_ones():
 def test_config_without_model_class_finds_it_through_the_registry():
     cfg = load_config({"trainer": "islr", "model": {"arch": "cnn"}})
     assert isinstance(cfg.model, ISLRConfig) and cfg.model.arch == "cnn"
+
+
+def test_bundled_recipes_are_found_through_the_trainers_that_ship_them():
+    names = bundled_config_names()
+    assert {"islr-tiny", "islr-default", "ctc-tiny", "seq2seq-tiny", "causal-lm-tiny"} <= set(names)
+    assert ISLRTrainer.bundled_configs()["islr-tiny"] == bundled_config("islr-tiny")
+    assert "ctc-tiny" not in ISLRTrainer.bundled_configs()      # a trainer lists only its own recipes
+    assert resolve_config("islr-tiny") == bundled_config("islr-tiny")
+
+
+def test_a_third_party_trainer_ships_recipes_through_the_registry(tmp_path, monkeypatch):
+    (tmp_path / "mine-small.yaml").write_text("trainer: mine\n")
+    (tmp_path / "other-small.yaml").write_text("trainer: other\n")
+
+    class MineTrainer(ISLRTrainer):
+        name = "mine"
+        configs_dir = tmp_path
+
+    monkeypatch.setattr(registry, "_extra", {})                    # registrations end with the test
+    registry.register_trainer(MineTrainer)
+    assert bundled_config("mine-small") == tmp_path / "mine-small.yaml"
+    assert "other-small" not in bundled_config_names()
+
+
+def test_unknown_recipe_lists_the_bundled_ones():
+    with pytest.raises(ConfigError, match=r"nope: no such config file or bundled recipe \(bundled: .*islr-tiny"):
+        resolve_config("nope")
 
 
 def test_exponent_without_dot_is_read_as_a_float():

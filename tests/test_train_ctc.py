@@ -14,9 +14,10 @@ from sltdata.cli import main
 from sltdata.errors import ConfigError
 from sltdata.testing.text import bundled_config, constant_phrase_baseline, split_texts, text_shards
 from sltdata.train.config import load_config
+from sltdata.train.metrics import text_metrics
 from sltdata.train.runs import train
-from trainers.ctc import CTCConfig, CTCModel, text_metrics
-from trainers.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
+from trainers.common.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
+from trainers.ctc import CTCConfig, CTCModel
 
 CHARS = {c: i for i, c in enumerate("abc")}      # blank = 3
 

@@ -14,7 +14,7 @@ from sltdata.train.base import DatasetInfo
 from sltdata.train.config import load_config
 from sltdata.train.runs import evaluate_run, export_run, train
 from trainers.seq2seq import Seq2SeqConfig, Seq2SeqTrainer
-from trainers.translation import translation_metrics
+from trainers.common.translation import translation_metrics
 
 TINY_T5 = bundled_config("seq2seq-tiny")["model"]["model_config"]
 

@@ -1,7 +1,7 @@
 """`causal-lm`: pose-to-text translation with any HuggingFace decoder-only model (Qwen, Llama,
 Gemma, Mistral, GPT-2), LoRA through peft.
 
-Seed 002 of this project. The projected pose frames (``trainers.pose_encoder``) become a soft prefix
+Seed 002 of this project. The projected pose frames (``trainers.common.pose_encoder``) become a soft prefix
 of the model's input: ``[BOS] pose frames, prompt tokens, target tokens, EOS``. Only the target
 tokens (and EOS) are supervised; labels are -100 on the BOS, the frames and the prompt. Each
 sequence is packed without holes (its real frames, then its prompt right after them), right-padded
@@ -29,11 +29,13 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from sltdata.data import IGNORE_INDEX
 from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
-from trainers.pose_encoder import PoseProjector
-from trainers.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
+from trainers.common.pose_encoder import PoseProjector
+from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, write_hf_export,
+                                         load_hf_model, load_tokenizer)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ class PoseCausalLM(nn.Module):
             (rows, cols), torch.ones_like(rows))
         labels = None
         if target is not None:
-            labels = torch.full((b, width), -100, dtype=torch.long, device=emb.device)
+            labels = torch.full((b, width), IGNORE_INDEX, dtype=torch.long, device=emb.device)
             labels[label_rows, label_cols] = label_vals
         return inputs, attn, labels
 
@@ -138,7 +140,7 @@ def target_ids(tokenizer, texts: list, max_length: int, eos_id: int, device) -> 
     """Token ids of each sentence + EOS, right-padded (B, L), and their lengths."""
     seqs = [tokenizer(t or "", add_special_tokens=False)["input_ids"][:max_length - 1] + [eos_id] for t in texts]
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), -100, dtype=torch.long)
+    ids = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s)
     return ids.to(device), torch.tensor([len(s) for s in seqs], device=device)
@@ -187,13 +189,7 @@ class CausalLMTrainer(TranslationTrainer):
     def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: CausalLMConfig) -> Path:
         if format != "hf":
             return super().export(model, info, path, format, cfg)
-        from safetensors.torch import save_model
-
-        path = Path(path).with_suffix("") if Path(path).suffix == ".hf" else Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        hf = model.hf.merge_and_unload() if hasattr(model.hf, "merge_and_unload") else model.hf
-        hf.save_pretrained(str(path))
-        model.tokenizer.save_pretrained(str(path))
-        save_model(model.projector, str(path / "pose_projector.safetensors"))
+        hf = model.hf.merge_and_unload() if hasattr(model.hf, "merge_and_unload") else model.hf  # LoRA folded in
+        path = write_hf_export(hf, model.tokenizer, model.projector, path)
         (path / "prompt.txt").write_text(cfg.prompt)
         return path

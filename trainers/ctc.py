@@ -5,8 +5,8 @@ The task is the Kaggle "Google - American Sign Language Fingerspelling Recogniti
 (addresses, URLs, phone numbers) over the 59 characters of ``character_to_prediction_index.json``,
 with no alignment between frames and characters, scored by the normalized Levenshtein distance.
 
-- Encoder: the Conv1D + transformer stack of the `islr` trainer (its blocks are imported, not
-  copied: masked batch norm, causal depthwise Conv1D with ECA, masked self-attention), emitting a
+- Encoder: the Conv1D + transformer stack of the `islr` trainer (the same blocks, from
+  ``trainers.common.blocks``: masked batch norm, causal depthwise Conv1D with ECA, masked self-attention), emitting a
   character distribution plus the CTC blank for every (optionally subsampled) frame. ``arch:
   conformer`` reorders each stage Conformer/Squeezeformer-style: a half-step feed-forward, attention,
   then the Conv1D blocks, and a final layer norm.
@@ -17,9 +17,10 @@ with no alignment between frames and characters, scored by the normalized Levens
   else built from the phrases by ``sltdata shard``), saved in the run's ``dataset.json``. The blank is
   the id after the last character.
 - Decoding: greedy (best path), or ``decoder: beam`` — CTC prefix beam search with an optional
-  character n-gram LM (``lm_order``) trained on the training phrases (see ``trainers.ctc_decode``).
+  character n-gram LM (``lm_order``) trained on the training phrases (see ``trainers.common.ctc_decode``).
 - Metrics: the competition's score, 1 - sum(edit distance) / sum(reference length), with rapidfuzz's
-  Levenshtein distance; the mean per-sequence character error rate; exact-match rate. Reports:
+  Levenshtein distance; the mean per-sequence character error rate; exact-match rate
+  (``sltdata.train.metrics.text_metrics``). Reports:
   ``predictions.csv`` (reference beside prediction, greedy beside beam) and examples in the log.
 """
 
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,9 +39,11 @@ from torch import nn
 from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.loop import unwrap
-from trainers.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
-from trainers.islr import Conv1DBlock, MaskedBatchNorm, SampleDropout, TransformerBlock
-from trainers.pose_encoder import subsample_frames
+from sltdata.train.metrics import text_metrics
+from trainers.common import CONFIGS_DIR
+from trainers.common.blocks import Conv1DBlock, MaskedBatchNorm, SampleDropout, TransformerBlock
+from trainers.common.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
+from trainers.common.pose_encoder import subsample_frames
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,7 @@ class CTCTrainer(Trainer):
     target = "text"
     monitor = "score"
     monitor_mode = "max"
+    configs_dir = CONFIGS_DIR
 
     def build(self, cfg: CTCConfig, info: DatasetInfo) -> nn.Module:
         if not info.characters:
@@ -216,19 +219,7 @@ class CTCTrainer(Trainer):
             json.dumps(info.characters or {}, ensure_ascii=False, indent=1))
 
 
-# --- metrics and helpers ---------------------------------------------------------------------------
-
-def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """The Fingerspelling competition's score, 1 - sum(Levenshtein distance) / sum(reference length),
-    plus the mean per-sequence character error rate and the exact-match rate (rapidfuzz distances)."""
-    from rapidfuzz.distance import Levenshtein
-
-    dist = np.array([Levenshtein.distance(p, r) for p, r in zip(predictions, references)], dtype=np.float64)
-    lens = np.array([len(r) for r in references], dtype=np.float64)
-    return {"score": float(1.0 - dist.sum() / max(lens.sum(), 1.0)),
-            "cer": float(np.mean(dist / np.maximum(lens, 1.0))) if len(dist) else 0.0,
-            "exact_match": float(np.mean(dist == 0)) if len(dist) else 0.0}
-
+# --- helpers ---------------------------------------------------------------------------------------
 
 def id_to_char(characters: dict[str, int] | None, blank: int) -> list[str]:
     table = [""] * (blank + 1)

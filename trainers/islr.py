@@ -22,8 +22,8 @@ Architectures by config (``model.arch``): ``cnn-transformer`` (default, the solu
 sequence within its own length so padding stays after the real frames).
 
 Batch norm here is masked (statistics over real frames only), so padded frames affect neither
-training statistics nor outputs. The attention scale is the usual 1/sqrt(head_dim) (the solution's
-Keras code used 1/sqrt(dim)).
+training statistics nor outputs. The Conv1D, transformer and batch-norm blocks live in
+``trainers.common.blocks`` (the ``ctc`` trainer and the text trainers' projector use them too).
 
 Recipe (``train`` section, shared loop): label smoothing 0.1, AdamW or RAdam+Lookahead, one-cycle
 cosine schedule, weight decay 0.1, AWP (lambda 0.2) from an epoch on. Metrics: accuracy, top-5,
@@ -46,6 +46,8 @@ from torch import nn
 
 from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo, Trainer
+from trainers.common import CONFIGS_DIR
+from trainers.common.blocks import Conv1DBlock, MaskedBatchNorm, SampleDropout, TransformerBlock, masked_mean
 
 log = logging.getLogger(__name__)
 
@@ -84,47 +86,7 @@ class ISLRConfig:
                 raise ConfigError(f"config model.{name}: must be in [0, 1)")
 
 
-# --- building blocks ------------------------------------------------------------------------------
-
-class MaskedBatchNorm(nn.Module):
-    """BatchNorm over (B, T, C) whose training statistics use real frames only."""
-
-    def __init__(self, dim: int, momentum: float = 0.05, eps: float = 1e-3):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.register_buffer("running_mean", torch.zeros(dim))
-        self.register_buffer("running_var", torch.ones(dim))
-        self.momentum, self.eps = momentum, eps
-
-    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            xf = x.float()
-            n = m.sum().clamp_min(1.0)
-            mean = (xf * m).sum((0, 1)) / n
-            var = (((xf - mean) * m) ** 2).sum((0, 1)) / n
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp_min(1.0), self.momentum)
-        else:
-            mean, var = self.running_mean, self.running_var
-        scale = self.weight * torch.rsqrt(var + self.eps)
-        return (x * scale + (self.bias - mean * scale)).to(x.dtype)
-
-
-class SampleDropout(nn.Module):
-    """Drop a whole residual branch per sample (Keras Dropout with noise_shape=(None, 1, 1))."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= self.p
-        return x * keep.to(x.dtype) / (1 - self.p)
-
+# --- blocks of this model only (the shared ones are in trainers.common.blocks) ----------------------
 
 class LateDropout(nn.Module):
     """Dropout that switches on from ``start_epoch`` (the loop calls ``set_train_progress``). The
@@ -142,66 +104,6 @@ class LateDropout(nn.Module):
         if not self.training or self.p == 0:
             return x
         return torch.where(self.active, F.dropout(x, self.p, True), x)
-
-
-def masked_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Mean over time of (B, T, C) using real frames only; ``m`` is (B, T, 1) float."""
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
-class ECA(nn.Module):
-    """Efficient channel attention (Wang et al. 2020): a 1-D conv across channels of the masked
-    time-average, as a sigmoid gate per channel."""
-
-    def __init__(self, kernel_size: int = 5):
-        super().__init__()
-        self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
-
-    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        g = self.conv(masked_mean(x, m).unsqueeze(1)).squeeze(1)
-        return x * torch.sigmoid(g).unsqueeze(1)
-
-
-class Conv1DBlock(nn.Module):
-    def __init__(self, dim: int, kernel_size: int, dilation: int, expand: int, drop: float, eca_kernel: int,
-                 bn_momentum: float = 0.05):
-        super().__init__()
-        hidden = dim * expand
-        self.expand = nn.Linear(dim, hidden)
-        self.pad = dilation * (kernel_size - 1)
-        self.dwconv = nn.Conv1d(hidden, hidden, kernel_size, dilation=dilation, groups=hidden, bias=False)
-        self.bn = MaskedBatchNorm(hidden, bn_momentum)
-        self.eca = ECA(eca_kernel)
-        self.project = nn.Linear(hidden, dim)
-        self.drop = SampleDropout(drop)
-
-    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        h = F.silu(self.expand(x))
-        h = self.dwconv(F.pad(h.transpose(1, 2), (self.pad, 0))).transpose(1, 2)  # causal: left pad only
-        h = self.eca(self.bn(h, m), m)
-        return x + self.drop(self.project(h))
-
-
-class TransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_expand: int, drop: float, attn_drop: float,
-                 bn_momentum: float = 0.05):
-        super().__init__()
-        self.heads, self.attn_drop = heads, attn_drop
-        self.bn1 = MaskedBatchNorm(dim, bn_momentum)
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.proj = nn.Linear(dim, dim, bias=False)
-        self.bn2 = MaskedBatchNorm(dim, bn_momentum)
-        self.mlp1 = nn.Linear(dim, dim * mlp_expand, bias=False)
-        self.mlp2 = nn.Linear(dim * mlp_expand, dim, bias=False)
-        self.drop = SampleDropout(drop)
-
-    def forward(self, x: torch.Tensor, m: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape
-        q, k, v = self.qkv(self.bn1(x, m)).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
-                                           dropout_p=self.attn_drop if self.training else 0.0)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, c)))
-        return x + self.drop(self.mlp2(F.silu(self.mlp1(self.bn2(x, m)))))
 
 
 class BiRNN(nn.Module):
@@ -287,6 +189,7 @@ class ISLRTrainer(Trainer):
     monitor = "accuracy"
     monitor_mode = "max"
     export_formats = ("onnx",)
+    configs_dir = CONFIGS_DIR
 
     def build(self, cfg: ISLRConfig, info: DatasetInfo) -> nn.Module:
         return ISLRModel(cfg, info.feature_dim, info.num_classes)

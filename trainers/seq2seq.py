@@ -1,7 +1,7 @@
 """`seq2seq`: pose-to-text translation with any HuggingFace encoder-decoder (T5, mT5, BART, mBART).
 
 Seed 002 of this project. The pose sequence replaces the source sentence: a projector
-(``trainers.pose_encoder``: linear, or the `islr` Conv1D stack, after frame subsampling) turns
+(``trainers.common.pose_encoder``: linear, or the `islr` Conv1D stack, after frame subsampling) turns
 frames into vectors of the model's width, which go to the pretrained encoder as ``inputs_embeds``
 with the frame mask as ``attention_mask``; the decoder is trained with teacher forcing on the
 sentence as the model's own tokenizer splits it (``text_target=``, so mBART's target-language tokens
@@ -11,7 +11,7 @@ Config (``model`` section): ``model`` (a hub name or local directory; pretrained
 ``model_config`` (a config dict with ``model_type``, random weights: tests and from-scratch runs),
 ``tokenizer`` (default: the model's; ``byt5`` needs no files), projector options, generation options
 (``num_beams``, ``max_new_tokens``, and ``generate_kwargs`` passed to ``generate``, e.g.
-``forced_bos_token_id`` for mBART). Metrics: BLEU-4, chrF, ROUGE-L (``trainers.translation``).
+``forced_bos_token_id`` for mBART). Metrics: BLEU-4, chrF, ROUGE-L (``trainers.common.translation``).
 ``sltdata export RUN --format hf`` writes the text model and tokenizer with ``save_pretrained`` and
 the projector as safetensors.
 """
@@ -25,10 +25,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sltdata.data import IGNORE_INDEX
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
-from trainers.pose_encoder import PoseProjector
-from trainers.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, load_hf_model, load_tokenizer)
+from trainers.common.pose_encoder import PoseProjector
+from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, write_hf_export,
+                                         load_hf_model, load_tokenizer)
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,10 @@ class PoseSeq2Seq(nn.Module):
 
 
 def text_labels(tokenizer, texts: list, max_length: int, device) -> torch.Tensor:
-    """Token ids of the target sentences, padding -> -100 (ignored by the loss)."""
+    """Token ids of the target sentences, padding -> IGNORE_INDEX (-100: ignored by the loss)."""
     enc = tokenizer(text_target=[t or "" for t in texts], max_length=max_length, truncation=True,
                     padding=True, return_tensors="pt")
-    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
     return labels.to(device)
 
 
@@ -92,16 +94,4 @@ class Seq2SeqTrainer(TranslationTrainer):
     def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: Seq2SeqConfig) -> Path:
         if format != "hf":
             return super().export(model, info, path, format, cfg)
-        return export_hf(model, path)
-
-
-def export_hf(model: nn.Module, path: Path) -> Path:
-    """``save_pretrained`` of the text model and tokenizer into ``path/``, the projector beside them."""
-    from safetensors.torch import save_model
-
-    path = Path(path).with_suffix("") if Path(path).suffix == ".hf" else Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.hf.save_pretrained(str(path))
-    model.tokenizer.save_pretrained(str(path))
-    save_model(model.projector, str(path / "pose_projector.safetensors"))
-    return path
+        return write_hf_export(model.hf, model.tokenizer, model.projector, path)

@@ -47,7 +47,7 @@ def _metrics_table(title: str, metrics: dict) -> Table:
 def train(
     trainer: str = typer.Option("islr", "--trainer", "-t", help="Trainer name (see `sltdata trainers`)."),
     data: Path = typer.Option(..., "--data", "-d", help="Shard directory (or its index.json) from `sltdata shard`."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name: islr-tiny, islr-default."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name (see `sltdata trainers`)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports."),
     val_fold: Optional[int] = typer.Option(None, "--val-fold", help="Validate on fold K, train on the other folds."),
@@ -109,12 +109,13 @@ def export(
 
 @app.command()
 def trainers():
-    """List installed trainers (the `sltdata.trainers` entry-point group)."""
-    from sltdata.train.registry import trainer_entry_points
+    """List installed trainers (the `sltdata.trainers` entry-point group) and the recipes each ships."""
+    from sltdata.train.registry import trainer_class, trainer_entry_points
 
     table = Table(title="trainers")
     table.add_column("name")
     table.add_column("class")
+    table.add_column("recipes (--config NAME)")
     for name, value in trainer_entry_points().items():
-        table.add_row(name, value)
+        table.add_row(name, value, ", ".join(trainer_class(name).bundled_configs()))
     console.print(table)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import yaml
+from sltdata.testing.train import recipe
 
 
 def text_shards(store: str | Path, out: str | Path, folds: int = 4, max_samples_per_shard: int = 64) -> Path:
@@ -18,14 +18,8 @@ def text_shards(store: str | Path, out: str | Path, folds: int = 4, max_samples_
 
 
 def bundled_config(name: str, **sections) -> dict:
-    """A recipe bundled in ``trainers/configs`` (``ctc-tiny``) as a dict, each section updated from
-    ``sections`` (a dict updates keys of that section; anything else replaces it)."""
-    import trainers
-
-    cfg = yaml.safe_load((Path(trainers.__file__).parent / "configs" / f"{name}.yaml").read_text())
-    for section, values in sections.items():
-        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
-    return cfg
+    """A bundled recipe (``ctc-tiny``) as a dict, each section updated from ``sections``."""
+    return recipe(name, **sections)
 
 
 def split_texts(shards: str | Path, folds: list[str]) -> list[str]:
@@ -43,7 +37,7 @@ def constant_phrase_baseline(train_texts: list[str], val_texts: list[str]) -> tu
     baseline is the strongest a constant prediction chosen without looking at validation gets.
     Returns the phrase and its score on ``val_texts``.
     """
-    from trainers.ctc import text_metrics
+    from sltdata.train.metrics import text_metrics
 
     counts = Counter(train_texts)
     top = max(counts.values())

@@ -16,11 +16,17 @@ def islr_shards(store: str | Path, out: str | Path, folds: int = 4, test_fractio
     return Path(out)
 
 
+def recipe(name: str, **sections) -> dict:
+    """A bundled recipe (``islr-tiny``, found through the trainer registry) as a dict, each section
+    updated from ``sections`` (a dict updates keys of that section; anything else replaces it)."""
+    from sltdata.train.registry import bundled_config
+
+    cfg = yaml.safe_load(bundled_config(name).read_text())
+    for section, values in sections.items():
+        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
+    return cfg
+
+
 def tiny_islr_config(**sections) -> dict:
     """The bundled ``islr-tiny`` recipe as a dict, each section updated from ``sections``."""
-    import trainers
-
-    cfg = yaml.safe_load((Path(trainers.__file__).parent / "configs" / "islr-tiny.yaml").read_text())
-    for name, values in sections.items():
-        cfg[name] = {**cfg.get(name, {}), **values} if isinstance(values, dict) else values
-    return cfg
+    return recipe("islr-tiny", **sections)

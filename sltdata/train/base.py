@@ -26,6 +26,10 @@ The loop calls, in order:
    prediction files, confusion matrices and the like.
 4. ``export(model, info, path, format)`` for ``sltdata export``.
 
+Recipes a trainer ships (run configs usable as ``sltdata train --config NAME``) are found through it:
+``configs_dir`` names their folder and ``bundled_configs()`` lists them, so the registry finds a
+third-party package's recipes as it finds the built-in ones, and ``sltdata`` never imports a plugin.
+
 ``target`` says what the loader yields as ``batch["target"]`` ("label", "text" or None), and
 ``monitor``/``monitor_mode`` name the validation metric for best-checkpoint and early stopping.
 """
@@ -91,6 +95,18 @@ class Trainer:
     monitor_mode: ClassVar[Literal["min", "max"]] = "min"
     export_formats: ClassVar[tuple[str, ...]] = ()
     find_unused_parameters: ClassVar[bool] = False  # DDP: set True when some weights get no gradient
+    configs_dir: ClassVar[Path | None] = None      # folder of the trainer's bundled recipes (YAML)
+
+    @classmethod
+    def bundled_configs(cls) -> dict[str, Path]:
+        """{recipe name: path} of the recipes this trainer ships: ``configs_dir/NAME.yaml`` and
+        ``configs_dir/NAME-*.yaml`` with NAME the trainer's name, so trainers can share one folder.
+        Override to ship recipes some other way."""
+        if cls.configs_dir is None:
+            return {}
+        folder = Path(cls.configs_dir)
+        paths = [*folder.glob(f"{cls.name}.yaml"), *folder.glob(f"{cls.name}-*.yaml")]
+        return {p.stem: p for p in sorted(paths)}
 
     def build(self, cfg: Any, info: DatasetInfo) -> nn.Module:
         raise NotImplementedError

@@ -1,4 +1,5 @@
-"""The one training loop every trainer shares (read top to bottom, as nanoGPT's ``train.py``).
+"""The one training loop every trainer shares. ``fit`` reads top to bottom, as nanoGPT's ``train.py``
+does; each step of it is a small named function below it.
 
 Per optimizer step: micro-batches (``grad_accum`` of them) go to the device, where the batched
 transforms run; the trainer's ``loss`` runs under bf16 autocast on GPU; optionally the weights are
@@ -22,7 +23,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,10 +31,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sltdata.data import IGNORE_INDEX
 from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
-from sltdata.train.config import RunConfig, save_config
+from sltdata.train.config import LoopConfig, RunConfig, save_config
 from sltdata.train.optim import Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ def gather_outputs(parts: list[dict]) -> dict[str, Any]:
         if isinstance(vs[0], torch.Tensor):
             if vs[0].ndim >= 2 and len({v.shape[1:] for v in vs}) > 1:  # ragged (B, L) outputs
                 width = max(v.shape[1] for v in vs)
-                vs = [torch.nn.functional.pad(v, (0, width - v.shape[1]), value=-100) for v in vs]
+                vs = [torch.nn.functional.pad(v, (0, width - v.shape[1]), value=IGNORE_INDEX) for v in vs]
             out[k] = torch.cat(vs)
         else:
             out[k] = [x for v in vs for x in v]
@@ -161,10 +163,6 @@ class MetricsLog:
             self.tb.close()
 
 
-def _improved(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value > best if mode == "max" else value < best)
-
-
 def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: bool = False,
         test: bool = False, progress: Progress | None = None) -> dict:
     """Train ``trainer`` on ``data`` (a ``ShardData`` or ``TensorData``) into ``run_dir``.
@@ -172,26 +170,117 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
     Returns a summary: steps and epochs run, best validation metric, last validation and (with
     ``test``) held-out metrics.
     """
-    run_dir = Path(run_dir)
-    tc = cfg.train
+    run_dir, tc = Path(run_dir), cfg.train
     dd, device = setup_distributed(tc.device)
-    info: DatasetInfo = data.info
+    raw = build_model(trainer, cfg, data.info, run_dir, dd, device)
+    steps_per_epoch, total_steps = plan_steps(data, cfg, dd.world_size)
+    optimizer, lookahead, scheduler = build_optimization(raw, tc, total_steps)
+    pos, rng = Position(), None
+    if resume:  # weights, optimizer, schedule, Lookahead, position; the RNG now or after the data skip
+        pos, rng = restore_checkpoint(run_dir, raw, optimizer, scheduler, lookahead, total_steps, dd.rank)
+    s = Session(trainer=trainer, cfg=cfg, data=data, run_dir=run_dir, dd=dd, device=device, raw=raw,
+                model=wrap_model(raw, trainer, tc, dd, device), optimizer=optimizer, scheduler=scheduler,
+                lookahead=lookahead, generator=torch.Generator(device=device),
+                logger=MetricsLog(run_dir, dd.main, pos.global_step if resume else None), progress=progress,
+                steps_per_epoch=steps_per_epoch, total_steps=total_steps, has_val=_num_samples(data, "val") > 0)
+
+    s.emit({"kind": "start", "epochs": tc.epochs, "steps_per_epoch": steps_per_epoch, "start_epoch": pos.epoch,
+            "total_steps": total_steps})
+    last_val: dict = {}
+    for epoch in range(pos.epoch, tc.epochs):
+        if pos.global_step >= total_steps:
+            break
+        train_epoch(s, pos, epoch, rng)
+        rng = None
+        # end of epoch: validate on rank 0, then checkpoint and decide on early stopping together
+        rec, val = validate_epoch(s, pos, epoch)
+        last_val = last_val if val is None else val
+        s.logger.write(rec)
+        s.emit({"kind": "epoch", **rec})
+        stop = agree_on_early_stop(s, pos)
+        pos.epoch, pos.step_in_epoch = epoch + 1, 0
+        save_checkpoint(s, pos)
+        if stop:
+            log.info("early stopping after epoch %d: no %s improvement for %d epochs", epoch, trainer.monitor,
+                     pos.bad_epochs)
+            break
+
+    summary = {"global_step": pos.global_step, "epochs": tc.epochs, "best": pos.best, "monitor": trainer.monitor,
+               "val": last_val}
+    if test and dd.main:
+        ckpt.load_weights(raw, ckpt.checkpoint_dir(run_dir) / "best.safetensors")
+        summary["test"] = evaluate_split(trainer, raw, data, "test", cfg, device, run_dir / "eval-test")
+    s.logger.close()
+    if dd.main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    if dd.world_size > 1:
+        dist.barrier()
+    return summary
+
+
+# --- what fit wires together ----------------------------------------------------------------------
+
+@dataclass
+class Position:
+    """Where a run stands, as a checkpoint's state records it: the next micro-batch to run is number
+    ``step_in_epoch`` of ``epoch``; ``best`` and ``bad_epochs`` drive best checkpoints and early stopping."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best: float | None = None
+    bad_epochs: int = 0
+
+
+@dataclass
+class Session:
+    """Everything one ``fit`` call wires together, passed to its steps instead of closures."""
+
+    trainer: Trainer
+    cfg: RunConfig
+    data: Any
+    run_dir: Path
+    dd: Dist
+    device: torch.device
+    raw: nn.Module                                  # the bare model: checkpoints, AWP, clipping, validation
+    model: nn.Module                                # raw, maybe compiled and DDP-wrapped: the training forward
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    lookahead: Lookahead | None
+    generator: torch.Generator                      # the device-side augmentations' random stream
+    logger: MetricsLog
+    progress: Progress | None
+    steps_per_epoch: int
+    total_steps: int
+    has_val: bool
+    hooks: list = field(init=False)                 # modules told the epoch (late dropout)
+
+    def __post_init__(self) -> None:
+        self.hooks = [m for m in self.raw.modules() if hasattr(m, "set_train_progress")]
+
+    def emit(self, event: dict) -> None:
+        if self.progress is not None and self.dd.main:
+            self.progress(event)
+
+
+def build_model(trainer: Trainer, cfg: RunConfig, info: DatasetInfo, run_dir: Path, dd: Dist,
+                device: torch.device) -> nn.Module:
+    """The trainer's model on ``device``; rank 0 saves what ``evaluate``/``export`` need to rebuild it."""
     if dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-
-    torch.manual_seed(tc.seed)  # same initial weights on every rank (DDP broadcasts rank 0's anyway)
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP broadcasts rank 0's anyway)
     model = trainer.build(cfg.model, info).to(device)
-    raw = model
     if dd.main:
         save_config(cfg, run_dir / "config.yaml")
         info.save(run_dir / "dataset.json")
         trainer.save_artifacts(info, run_dir)
+    return model
 
-    optimizer = build_optimizer(raw, tc)
-    lookahead = Lookahead(raw.parameters(), tc.lookahead_k, tc.lookahead_alpha) \
-        if tc.optimizer == "radam-lookahead" else None
-    bs = cfg.data.batch_size
-    per_rank = data.num_samples("train") // dd.world_size
+
+def plan_steps(data, cfg: RunConfig, world_size: int) -> tuple[int, int]:
+    """Optimizer steps per epoch and in all (``max_steps`` caps the latter); the schedule spans them."""
+    tc, bs = cfg.train, cfg.data.batch_size
+    per_rank = data.num_samples("train") // world_size
     micro_per_epoch = per_rank // bs if cfg.data.drop_last else -(-per_rank // bs)
     if micro_per_epoch < 1:
         raise ConfigError(f"{per_rank} training samples per rank: fewer than one batch of {bs}")
@@ -199,177 +288,239 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
     total_steps = steps_per_epoch * tc.epochs
     if tc.max_steps is not None:
         total_steps = min(total_steps, tc.max_steps)
-    scheduler = build_scheduler(optimizer, tc, total_steps)
-    generator = torch.Generator(device=device)
+    return steps_per_epoch, total_steps
 
-    start_epoch, skip, global_step, best, bad_epochs = 0, 0, 0, None, 0
-    state_path = ckpt.checkpoint_dir(run_dir) / "last.state.pt"
-    if resume:
-        state = ckpt.load_state(state_path)
-        ckpt.load_weights(raw, ckpt.checkpoint_dir(run_dir) / "last.safetensors")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        planned = getattr(scheduler, "total_steps", total_steps + 1) - 1
-        if planned != total_steps:
-            raise ConfigError(f"{run_dir}: the run was planned for {planned} steps, now {total_steps}: "
-                              "resume with the run's own epochs, batch size and max_steps")
-        if lookahead is not None:
-            lookahead.load_state_dict(state["lookahead"])
-        start_epoch, skip = int(state["epoch"]), int(state["step_in_epoch"])
-        global_step, bad_epochs = int(state["global_step"]), int(state["bad_epochs"])
-        best = state.get("best")
-        rng = state["rng"][min(dd.rank, len(state["rng"]) - 1)]
-        if not skip:
-            ckpt.restore_rng(rng, None)
-        log.info("resuming at epoch %d, batch %d (step %d)", start_epoch, skip, global_step)
-    else:
-        rng = None
 
-    if tc.compile:
-        model = torch.compile(model)
+def build_optimization(raw: nn.Module, tc: LoopConfig, total_steps: int):
+    """Optimizer, Lookahead (``radam-lookahead`` only, else None) and the per-step schedule."""
+    optimizer = build_optimizer(raw, tc)
+    lookahead = Lookahead(raw.parameters(), tc.lookahead_k, tc.lookahead_alpha) \
+        if tc.optimizer == "radam-lookahead" else None
+    return optimizer, lookahead, build_scheduler(optimizer, tc, total_steps)
+
+
+def restore_checkpoint(run_dir: Path, raw: nn.Module, optimizer, scheduler, lookahead: Lookahead | None,
+                       total_steps: int, rank: int) -> tuple[Position, dict]:
+    """Load ``last`` into the model and optimizers; returns the position and this rank's RNG states.
+
+    At an epoch boundary the RNG is restored here; mid-epoch, ``train_epoch`` restores it after
+    skipping the batches already seen (creating the loader iterator draws from the torch RNG, as it
+    did before the checkpoint in the uninterrupted run).
+    """
+    state = ckpt.load_state(state_path(run_dir))
+    ckpt.load_weights(raw, ckpt.checkpoint_dir(run_dir) / "last.safetensors")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    planned = getattr(scheduler, "total_steps", total_steps + 1) - 1
+    if planned != total_steps:
+        raise ConfigError(f"{run_dir}: the run was planned for {planned} steps, now {total_steps}: "
+                          "resume with the run's own epochs, batch size and max_steps")
+    if lookahead is not None:
+        lookahead.load_state_dict(state["lookahead"])
+    pos = Position(int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"]),
+                   state.get("best"), int(state["bad_epochs"]))
+    rng = state["rng"][min(rank, len(state["rng"]) - 1)]
+    if not pos.step_in_epoch:
+        ckpt.restore_rng(rng, None)
+    log.info("resuming at epoch %d, batch %d (step %d)", pos.epoch, pos.step_in_epoch, pos.global_step)
+    return pos, rng
+
+
+def wrap_model(raw: nn.Module, trainer: Trainer, tc: LoopConfig, dd: Dist, device: torch.device) -> nn.Module:
+    """``torch.compile`` when asked, DistributedDataParallel with more than one rank."""
+    model = torch.compile(raw) if tc.compile else raw
     if dd.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=trainer.find_unused_parameters)
-    hooks = [m for m in raw.modules() if hasattr(m, "set_train_progress")]
-    logger = MetricsLog(run_dir, dd.main, global_step if resume else None)
+    return model
 
-    def save(epoch_next: int, step_in_epoch: int) -> None:
-        states = [ckpt.rng_state(generator)]
-        if dd.world_size > 1:  # every rank's RNG, so each resumes its own stream
-            gathered = [None] * dd.world_size
-            dist.all_gather_object(gathered, states[0])
-            states = gathered
-        if not dd.main:
-            return
-        d = ckpt.checkpoint_dir(run_dir)
-        ckpt.save_weights(raw, d / "last.safetensors", global_step)
-        ckpt.save_state({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "lookahead": lookahead.state_dict() if lookahead else None,
-                         "epoch": epoch_next, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                         "best": best, "bad_epochs": bad_epochs, "rng": states}, state_path)
 
-    def emit(event: dict) -> None:
-        if progress is not None and dd.main:
-            progress(event)
+def state_path(run_dir: Path) -> Path:
+    return ckpt.checkpoint_dir(run_dir) / "last.state.pt"
 
-    monitor, mode = trainer.monitor, trainer.monitor_mode
-    has_val = _num_samples(data, "val") > 0
-    last_val: dict = {}
-    stop = False
-    emit({"kind": "start", "epochs": tc.epochs, "steps_per_epoch": steps_per_epoch, "start_epoch": start_epoch,
-          "total_steps": total_steps})
-    for epoch in range(start_epoch, tc.epochs):
-        if global_step >= total_steps:
+
+def save_checkpoint(s: Session, pos: Position) -> None:
+    """``last`` weights and state at ``pos``; every rank's RNG goes in, so each resumes its own stream."""
+    states = [ckpt.rng_state(s.generator)]
+    if s.dd.world_size > 1:
+        gathered = [None] * s.dd.world_size
+        dist.all_gather_object(gathered, states[0])
+        states = gathered
+    if not s.dd.main:
+        return
+    ckpt.save_weights(s.raw, ckpt.checkpoint_dir(s.run_dir) / "last.safetensors", pos.global_step)
+    ckpt.save_state({"optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
+                     "lookahead": s.lookahead.state_dict() if s.lookahead else None,
+                     "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch, "global_step": pos.global_step,
+                     "best": pos.best, "bad_epochs": pos.bad_epochs, "rng": states}, state_path(s.run_dir))
+
+
+# --- one epoch ------------------------------------------------------------------------------------
+
+def train_epoch(s: Session, pos: Position, epoch: int, rng: dict | None) -> None:
+    """Micro-batches of one epoch from ``pos.step_in_epoch`` on, an optimizer step every
+    ``grad_accum`` of them, logging every ``log_every`` steps and checkpointing every
+    ``checkpoint_every``; stops early at ``total_steps`` or when a rank runs out of batches."""
+    tc = s.cfg.train
+    s.model.train()
+    s.generator.manual_seed(tc.seed * 1_000_003 + epoch * 7919 + s.dd.rank)
+    for h in s.hooks:
+        h.set_train_progress(epoch)
+    awp_on = tc.awp_lambda > 0 and epoch >= tc.awp_start_epoch
+    batches = epoch_batches(s, epoch, pos.step_in_epoch, rng)
+    pos.epoch, micro, meter = epoch, pos.step_in_epoch, LossMeter(s.device)
+    s.emit({"kind": "epoch_start", "epoch": epoch})
+    micro_total = s.steps_per_epoch * tc.grad_accum
+    while micro < micro_total and pos.global_step < s.total_steps:
+        batch = next_batch(s, batches)
+        if batch is None:
             break
-        model.train()
-        generator.manual_seed(tc.seed * 1_000_003 + epoch * 7919 + dd.rank)
-        for h in hooks:
-            h.set_train_progress(epoch)
-        awp_on = tc.awp_lambda > 0 and epoch >= tc.awp_start_epoch
-        batches = iter(data.batches("train", epoch=epoch, train=True, batch_size=bs, rank=dd.rank,
-                                    world_size=dd.world_size, drop_last=cfg.data.drop_last))
-        if skip:
-            # A mid-epoch checkpoint: go to its data position, then restore its RNG states. Order
-            # matters: creating the loader iterator draws from the torch RNG, as it did before the
-            # checkpoint in the uninterrupted run.
-            for _ in range(skip):
-                next(batches, None)
-            ckpt.restore_rng(rng, generator)
-        # the running loss stays on the device: reading it every step would sync the GPU every step
-        micro, t0, seen, loss_acc, loss_n = skip, time.perf_counter(), 0, torch.zeros((), device=device, dtype=torch.float64), 0
-        skip = 0
-        emit({"kind": "epoch_start", "epoch": epoch})
-        while micro < steps_per_epoch * tc.grad_accum and global_step < total_steps:
-            batch = next(batches, None)
-            if dd.world_size > 1:  # ranks may hold unequal shards: stop together
-                flag = torch.tensor([0 if batch is None else 1], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-                if not int(flag):
-                    break
-            elif batch is None:
-                break
-            b = data.to_device(batch, device, generator, train=True)
-            sync = (micro + 1) % tc.grad_accum == 0
-            moved = []
-            if awp_on:
-                with autocast(device, tc.precision):
-                    moved = awp_perturb(raw, lambda: trainer.loss(raw, b, cfg.model), tc.awp_lambda)
-            no_sync = model.no_sync() if (dd.world_size > 1 and not sync) else contextlib.nullcontext()
-            with no_sync:
-                with autocast(device, tc.precision):
-                    loss = trainer.loss(model, b, cfg.model)
-                (loss / tc.grad_accum).backward()
-            awp_restore(moved)
-            micro += 1
-            n = len(b["key"])
-            seen += n
-            loss_acc, loss_n = loss_acc + loss.detach().double() * n, loss_n + n
-            if not sync:
-                continue
-            if tc.clip_grad:
-                torch.nn.utils.clip_grad_norm_(raw.parameters(), tc.clip_grad)
-            optimizer.step()
-            if lookahead is not None:
-                lookahead.after_step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            if global_step == 1 or global_step % tc.log_every == 0:
-                mean = torch.stack([loss_acc, torch.tensor(float(loss_n), device=device, dtype=torch.float64)])
-                if dd.world_size > 1:
-                    dist.all_reduce(mean)
-                elapsed = time.perf_counter() - t0
-                rec = {"step": global_step, "epoch": epoch, "loss": float(mean[0] / max(mean[1], 1)),
-                       "lr": optimizer.param_groups[0]["lr"],
-                       "samples_per_s": seen * dd.world_size / max(elapsed, 1e-9)}
-                logger.write(rec)
-                emit({"kind": "step", **rec, "micro": micro, "micro_total": steps_per_epoch * tc.grad_accum})
-                loss_acc, loss_n = torch.zeros((), device=device, dtype=torch.float64), 0
-            if tc.checkpoint_every and global_step % tc.checkpoint_every == 0:
-                save(epoch, micro)
+        b = s.data.to_device(batch, s.device, s.generator, train=True)
+        sync = (micro + 1) % tc.grad_accum == 0
+        loss = forward_backward(s, b, awp_on, sync)
+        micro += 1
+        meter.add(loss, len(b["key"]))
+        if not sync:
+            continue
+        optimizer_step(s)
+        pos.global_step += 1
+        if pos.global_step == 1 or pos.global_step % tc.log_every == 0:
+            rec = {"step": pos.global_step, "epoch": epoch, "loss": meter.mean_and_reset(s.dd),
+                   "lr": s.optimizer.param_groups[0]["lr"], "samples_per_s": meter.samples_per_s(s.dd)}
+            s.logger.write(rec)
+            s.emit({"kind": "step", **rec, "micro": micro, "micro_total": micro_total})
+        if tc.checkpoint_every and pos.global_step % tc.checkpoint_every == 0:
+            pos.step_in_epoch = micro
+            save_checkpoint(s, pos)
 
-        # end of epoch: validate on rank 0, then checkpoint and decide on early stopping together
-        rec = {"step": global_step, "epoch": epoch, "epoch_end": True}
-        if dd.main and has_val:
-            last_val, _ = evaluate(trainer, raw, data, "val", cfg, device)
-            rec.update({f"val_{k}": v for k, v in last_val.items()})
-            value = last_val.get(monitor)
-            if value is not None and _improved(value, best, mode):
-                best, bad_epochs = value, 0
-                ckpt.save_weights(raw, ckpt.checkpoint_dir(run_dir) / "best.safetensors", global_step)
-            else:
-                bad_epochs += 1
-            rec["best_" + monitor] = best
-        if dd.main and not has_val:
-            ckpt.save_weights(raw, ckpt.checkpoint_dir(run_dir) / "best.safetensors", global_step)
-        logger.write(rec)
-        emit({"kind": "epoch", **rec})
-        stop = bool(tc.early_stopping and has_val and bad_epochs >= tc.early_stopping)
+
+def epoch_batches(s: Session, epoch: int, skip: int, rng: dict | None):
+    """The epoch's training batches; after a mid-epoch checkpoint, from its data position on, and
+    only then its RNG states (order matters: creating the iterator draws from the torch RNG)."""
+    c = s.cfg.data
+    batches = iter(s.data.batches("train", epoch=epoch, train=True, batch_size=c.batch_size, rank=s.dd.rank,
+                                  world_size=s.dd.world_size, drop_last=c.drop_last))
+    if skip:
+        for _ in range(skip):
+            next(batches, None)
+        ckpt.restore_rng(rng, s.generator)
+    return batches
+
+
+def next_batch(s: Session, batches):
+    """The next batch, or None when this rank (under DDP: any rank, as shards may be unequal) is out."""
+    batch = next(batches, None)
+    if s.dd.world_size > 1:
+        flag = torch.tensor([0 if batch is None else 1], device=s.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return batch if int(flag) else None
+    return batch
+
+
+def forward_backward(s: Session, b: dict, awp_on: bool, sync: bool) -> torch.Tensor:
+    """One micro-batch's loss and gradients (scaled by 1/grad_accum). With AWP the weights are first
+    nudged uphill and put back after the backward pass; under DDP gradients are averaged only on the
+    micro-batch that completes a step."""
+    tc, model_cfg = s.cfg.train, s.cfg.model
+    moved = []
+    if awp_on:
+        with autocast(s.device, tc.precision):
+            moved = awp_perturb(s.raw, lambda: s.trainer.loss(s.raw, b, model_cfg), tc.awp_lambda)
+    no_sync = s.model.no_sync() if (s.dd.world_size > 1 and not sync) else contextlib.nullcontext()
+    with no_sync:
+        with autocast(s.device, tc.precision):
+            loss = s.trainer.loss(s.model, b, model_cfg)
+        (loss / tc.grad_accum).backward()
+    awp_restore(moved)
+    return loss
+
+
+def optimizer_step(s: Session) -> None:
+    """Clip, step the optimizer, Lookahead and the schedule, clear the gradients."""
+    if s.cfg.train.clip_grad:
+        torch.nn.utils.clip_grad_norm_(s.raw.parameters(), s.cfg.train.clip_grad)
+    s.optimizer.step()
+    if s.lookahead is not None:
+        s.lookahead.after_step()
+    s.scheduler.step()
+    s.optimizer.zero_grad(set_to_none=True)
+
+
+class LossMeter:
+    """Mean training loss since the last log line and samples/s since the epoch began. The running
+    sum stays on the device (float64): reading it every step would sync the GPU every step."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.t0, self.seen = device, time.perf_counter(), 0
+        self.total, self.n = torch.zeros((), device=device, dtype=torch.float64), 0
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        self.seen += n
+        self.total, self.n = self.total + loss.detach().double() * n, self.n + n
+
+    def mean_and_reset(self, dd: Dist) -> float:
+        mean = torch.stack([self.total, torch.tensor(float(self.n), device=self.device, dtype=torch.float64)])
         if dd.world_size > 1:
-            flags = torch.tensor([float(stop), float(bad_epochs)], device=device)
-            dist.broadcast(flags, 0)
-            stop, bad_epochs = bool(flags[0]), int(flags[1])
-        save(epoch + 1, 0)
-        if stop:
-            log.info("early stopping after epoch %d: no %s improvement for %d epochs", epoch, monitor, bad_epochs)
-            break
+            dist.all_reduce(mean)
+        self.total, self.n = torch.zeros((), device=self.device, dtype=torch.float64), 0
+        return float(mean[0] / max(mean[1], 1))
 
-    summary = {"global_step": global_step, "epochs": tc.epochs, "best": best, "monitor": monitor,
-               "val": last_val}
-    if test and dd.main:
-        ckpt.load_weights(raw, ckpt.checkpoint_dir(run_dir) / "best.safetensors")
-        summary["test"], outputs = evaluate(trainer, raw, data, "test", cfg, device)
-        out = run_dir / "eval-test"
-        out.mkdir(exist_ok=True)
-        trainer.write_report(outputs, info, out)
-        (out / "metrics.json").write_text(json.dumps(summary["test"], indent=1))
-    logger.close()
-    if dd.main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
-    if dd.world_size > 1:
-        dist.barrier()
-    return summary
+    def samples_per_s(self, dd: Dist) -> float:
+        return self.seen * dd.world_size / max(time.perf_counter() - self.t0, 1e-9)
+
+
+# --- end of epoch ---------------------------------------------------------------------------------
+
+def validate_epoch(s: Session, pos: Position, epoch: int) -> tuple[dict, dict | None]:
+    """The epoch's record and (rank 0, with a validation split) its validation metrics; saves ``best``
+    when the monitored metric improved (every epoch when there is nothing to validate on)."""
+    rec = {"step": pos.global_step, "epoch": epoch, "epoch_end": True}
+    if not s.dd.main:
+        return rec, None
+    best_path = ckpt.checkpoint_dir(s.run_dir) / "best.safetensors"
+    if not s.has_val:
+        ckpt.save_weights(s.raw, best_path, pos.global_step)
+        return rec, None
+    monitor = s.trainer.monitor
+    val, _ = evaluate(s.trainer, s.raw, s.data, "val", s.cfg, s.device)
+    rec.update({f"val_{k}": v for k, v in val.items()})
+    value = val.get(monitor)
+    if value is not None and _improved(value, pos.best, s.trainer.monitor_mode):
+        pos.best, pos.bad_epochs = value, 0
+        ckpt.save_weights(s.raw, best_path, pos.global_step)
+    else:
+        pos.bad_epochs += 1
+    rec["best_" + monitor] = pos.best
+    return rec, val
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def agree_on_early_stop(s: Session, pos: Position) -> bool:
+    """Whether ``early_stopping`` epochs passed without improvement; rank 0 decides for all ranks."""
+    tc = s.cfg.train
+    stop = bool(tc.early_stopping and s.has_val and pos.bad_epochs >= tc.early_stopping)
+    if s.dd.world_size > 1:
+        flags = torch.tensor([float(stop), float(pos.bad_epochs)], device=s.device)
+        dist.broadcast(flags, 0)
+        stop, pos.bad_epochs = bool(flags[0]), int(flags[1])
+    return stop
+
+
+def evaluate_split(trainer: Trainer, model: nn.Module, data, split: str, cfg: RunConfig, device: torch.device,
+                   out: Path) -> dict[str, float]:
+    """Metrics on one split, written with the trainer's reports into ``out`` (``metrics.json``,
+    predictions); what ``fit --test`` and ``sltdata evaluate`` both do."""
+    metrics, outputs = evaluate(trainer, model, data, split, cfg, device)
+    if not metrics:
+        raise ConfigError(f"{getattr(data, 'path', 'the data')}: split {split!r} is empty")
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.write_report(outputs, data.info, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
 
 
 def _num_samples(data, split: str) -> int:

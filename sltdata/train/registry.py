@@ -6,12 +6,15 @@ Built-in trainers (``trainers/``) register exactly as a third-party package woul
     islr = "trainers.islr:ISLRTrainer"
 
 Entry points are loaded lazily (importing torch-heavy modules only for the trainer asked for), as
-fsspec's ``process_entries`` does for filesystems.
+fsspec's ``process_entries`` does for filesystems. Bundled recipes are asked of the trainers
+(``Trainer.bundled_configs``), so a third-party package ships recipes the same way and nothing in
+``sltdata`` imports a trainer package.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from sltdata.errors import ConfigError
 from sltdata.train.base import Trainer
@@ -33,10 +36,10 @@ def trainer_entry_points() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def get_trainer(name: str) -> Trainer:
-    """An instance of the trainer registered as ``name`` (ConfigError listing what exists if none)."""
+def trainer_class(name: str) -> type[Trainer]:
+    """The class registered as ``name`` (ConfigError listing what exists if none)."""
     if name in _extra:
-        return _extra[name]()
+        return _extra[name]
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
     if name not in eps:
         known = ", ".join(trainer_entry_points()) or "none installed"
@@ -44,4 +47,29 @@ def get_trainer(name: str) -> Trainer:
     cls = eps[name].load()
     if not (isinstance(cls, type) and issubclass(cls, Trainer)):
         raise ConfigError(f"trainer {name!r} ({eps[name].value}) is not a sltdata.train.base.Trainer")
-    return cls()
+    return cls
+
+
+def get_trainer(name: str) -> Trainer:
+    """An instance of the trainer registered as ``name``."""
+    return trainer_class(name)()
+
+
+def bundled_configs() -> dict[str, Path]:
+    """{recipe name: path} over every registered trainer (this loads each trainer's module)."""
+    found: dict[str, Path] = {}
+    for name in trainer_entry_points():
+        found.update(trainer_class(name).bundled_configs())
+    return dict(sorted(found.items()))
+
+
+def bundled_config_names() -> list[str]:
+    return list(bundled_configs())
+
+
+def bundled_config(name: str) -> Path:
+    """The path of the bundled recipe ``name`` (``islr-tiny``), whichever trainer ships it."""
+    found = bundled_configs()
+    if name not in found:
+        raise ConfigError(f"{name}: no bundled recipe of that name (bundled: {', '.join(found) or 'none'})")
+    return found[name]

@@ -3,7 +3,6 @@ config at hand (everything needed is saved there: config.yaml, dataset.json, che
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -13,20 +12,17 @@ from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, load_config
-from sltdata.train.registry import get_trainer
+from sltdata.train.registry import bundled_configs, get_trainer
 
 
 def resolve_config(config: str | Path | dict | None) -> str | Path | dict | None:
-    """A config file path, or the name of a recipe bundled in ``trainers/configs`` (``islr-tiny``)."""
+    """A config file path, or the name of a recipe a registered trainer ships (``islr-tiny``)."""
     if config is None or isinstance(config, dict) or Path(config).is_file():
         return config
-    import trainers
-
-    bundled = Path(trainers.__file__).parent / "configs" / f"{config}.yaml"
-    if bundled.is_file():
-        return bundled
-    names = sorted(p.stem for p in bundled.parent.glob("*.yaml"))
-    raise ConfigError(f"{config}: no such config file or bundled recipe (bundled: {', '.join(names)})")
+    found = bundled_configs()
+    if str(config) not in found:
+        raise ConfigError(f"{config}: no such config file or bundled recipe (bundled: {', '.join(found) or 'none'})")
+    return found[str(config)]
 
 
 def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str | Path | dict | None = None,
@@ -72,20 +68,14 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
                  out: str | Path | None = None, device: str = "auto") -> tuple[dict, Path]:
     """Metrics of a run's checkpoint on one split; writes metrics.json and the trainer's reports."""
     from sltdata.train.data import ShardData
-    from sltdata.train.loop import evaluate, setup_distributed
+    from sltdata.train.loop import evaluate_split, setup_distributed
 
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
     data = ShardData(data_dir, cfg, trainer.target)
     data.info = info  # the run's label map, not re-derived
     _, dev = setup_distributed(device)
-    metrics, outputs = evaluate(trainer, model.to(dev), data, split, cfg, dev)
-    if not metrics:
-        raise ConfigError(f"{data_dir}: split {split!r} is empty")
     out = Path(out) if out else Path(run_dir) / f"eval-{split}"
-    out.mkdir(parents=True, exist_ok=True)
-    trainer.write_report(outputs, info, out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return metrics, out
+    return evaluate_split(trainer, model.to(dev), data, split, cfg, dev, out), out
 
 
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,

@@ -29,6 +29,7 @@ from torch import nn
 from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.loop import unwrap
+from trainers.common import CONFIGS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,19 @@ def write_translation_report(outputs: dict[str, Any], out_dir: Path, examples: i
     return [path]
 
 
+def write_hf_export(hf: nn.Module, tokenizer, projector: nn.Module, path: Path) -> Path:
+    """``save_pretrained`` of the text model and tokenizer into ``path/`` (a ``.hf`` suffix dropped),
+    the pose projector beside them as ``pose_projector.safetensors``."""
+    from safetensors.torch import save_model
+
+    path = Path(path).with_suffix("") if Path(path).suffix == ".hf" else Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    save_model(projector, str(path / "pose_projector.safetensors"))
+    return path
+
+
 @dataclass
 class TranslationModelConfig:
     """The ``model:`` fields ``seq2seq`` and ``causal-lm`` share: which HF model, the pose projector,
@@ -168,6 +182,7 @@ class TranslationTrainer(Trainer):
     monitor = "bleu"
     monitor_mode = "max"
     export_formats = ("hf",)
+    configs_dir = CONFIGS_DIR
 
     def predict(self, model: nn.Module, batch: dict, cfg: Any) -> dict[str, Any]:
         core = unwrap(model)

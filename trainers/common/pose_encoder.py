@@ -4,8 +4,8 @@
 Sign-language video runs at 25-30 fps while a sentence has a few dozen tokens, so translation models
 usually see fewer, pooled frames (``subsample``: the mean of every N real frames). The projector is
 either a linear map of each frame's features (``linear``) or the `islr` trainer's Conv1D stack
-(``conv``: stem + masked batch norm + causal depthwise Conv1D blocks with ECA, imported from
-``trainers.islr``), followed by a layer norm and a learnable scale started at the size of the text
+(``conv``: stem + masked batch norm + causal depthwise Conv1D blocks with ECA, from
+``trainers.common.blocks``), followed by a layer norm and a learnable scale started at the size of the text
 model's own token embeddings, so the pose vectors enter the pretrained model at the magnitude its
 first layer was trained on.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.islr import Conv1DBlock, MaskedBatchNorm
+from trainers.common.blocks import Conv1DBlock, MaskedBatchNorm
 
 
 def subsample_frames(x: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
