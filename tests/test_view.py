@@ -48,6 +48,7 @@ def test_missing_key_is_one_clear_error(store, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("error:") and "no sequence with key 'no-such-key'" in err
+    assert err.endswith(f'(run "sltdata keys {store}" to list them)')
     assert not (tmp_path / "x.gif").exists()
 
 
