@@ -47,6 +47,11 @@ POSE_EDGES = (
 )
 
 
+def is_hand(component: str) -> bool:
+    """Whether a component name names a hand: ``hand`` as a word of it (``left_hand``, ``hand``)."""
+    return "hand" in component.split("_")
+
+
 @dataclass(frozen=True)
 class Component:
     name: str  # e.g. "left_hand"
@@ -103,6 +108,17 @@ class Layout:
         pairs = [(self.offsets[c.name] + a, self.offsets[c.name] + b)
                  for c in self.components for a, b in c.edges]
         return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+    @property
+    def hand_components(self) -> tuple[str, ...]:
+        """Names of the components that are hands (``left_hand``, ``right_hand``): by the word
+        ``hand`` in the name, the one convention every layout here follows."""
+        return tuple(c.name for c in self.components if is_hand(c.name))
+
+    def hand_indices(self) -> np.ndarray:
+        """Global indices of every hand point (empty when the layout has no hands)."""
+        names = self.hand_components
+        return np.concatenate([self.indices(n) for n in names]) if names else np.zeros(0, np.int64)
 
     def to_dict(self) -> dict:
         return {"name": self.name,
@@ -171,6 +187,38 @@ FACE_NOSE = (1, 2, 98, 327)
 FACE_RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173)
 FACE_LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
 FACE_NOSE_TIP = 1  # the canonical face model's nose tip
+
+# MediaPipe FACEMESH_CONTOURS (lips, eyes, eyebrows, face oval): index pairs within the 468-point face
+# mesh, copied as data from mediapipe/python/solutions/face_mesh_connections.py (Apache-2.0, Copyright
+# 2020 The MediaPipe Authors). Drawn by ``sltdata view``; kept apart from the components' skeleton
+# edges so that a layout stored before they were known still compares equal.
+FACEMESH_LIPS = (
+    (61, 146), (146, 91), (91, 181), (181, 84), (84, 17), (17, 314), (314, 405), (405, 321), (321, 375),
+    (375, 291), (61, 185), (185, 40), (40, 39), (39, 37), (37, 0), (0, 267), (267, 269), (269, 270),
+    (270, 409), (409, 291), (78, 95), (95, 88), (88, 178), (178, 87), (87, 14), (14, 317), (317, 402),
+    (402, 318), (318, 324), (324, 308), (78, 191), (191, 80), (80, 81), (81, 82), (82, 13), (13, 312),
+    (312, 311), (311, 310), (310, 415), (415, 308),
+)
+FACEMESH_LEFT_EYE = (
+    (263, 249), (249, 390), (390, 373), (373, 374), (374, 380), (380, 381), (381, 382), (382, 362),
+    (263, 466), (466, 388), (388, 387), (387, 386), (386, 385), (385, 384), (384, 398), (398, 362),
+)
+FACEMESH_LEFT_EYEBROW = ((276, 283), (283, 282), (282, 295), (295, 285), (300, 293), (293, 334),
+                         (334, 296), (296, 336))
+FACEMESH_RIGHT_EYE = (
+    (33, 7), (7, 163), (163, 144), (144, 145), (145, 153), (153, 154), (154, 155), (155, 133),
+    (33, 246), (246, 161), (161, 160), (160, 159), (159, 158), (158, 157), (157, 173), (173, 133),
+)
+FACEMESH_RIGHT_EYEBROW = ((46, 53), (53, 52), (52, 65), (65, 55), (70, 63), (63, 105), (105, 66), (66, 107))
+FACEMESH_FACE_OVAL = (
+    (10, 338), (338, 297), (297, 332), (332, 284), (284, 251), (251, 389), (389, 356), (356, 454),
+    (454, 323), (323, 361), (361, 288), (288, 397), (397, 365), (365, 379), (379, 378), (378, 400),
+    (400, 377), (377, 152), (152, 148), (148, 176), (176, 149), (149, 150), (150, 136), (136, 172),
+    (172, 58), (58, 132), (132, 93), (93, 234), (234, 127), (127, 162), (162, 21), (21, 54),
+    (54, 103), (103, 67), (67, 109), (109, 10),
+)
+FACEMESH_CONTOURS = (FACEMESH_LIPS + FACEMESH_LEFT_EYE + FACEMESH_LEFT_EYEBROW + FACEMESH_RIGHT_EYE
+                     + FACEMESH_RIGHT_EYEBROW + FACEMESH_FACE_OVAL)
 
 # Left/right mirror permutation of the 468 face-mesh points: FACE_MIRROR[i] is the point whose
 # canonical position is the horizontal reflection of point i (an involution). Copied from
@@ -306,3 +354,12 @@ def mirror_indices(layout: Layout | str) -> np.ndarray:
                     if q != p and q in index:
                         perm[start + i] = start + index[q]
     return perm
+
+
+def face_contour_edges(layout: Layout | str) -> np.ndarray:
+    """The MediaPipe face contour as global index pairs (E, 2), when the layout has a 468-point
+    ``face`` (the mesh the contour indexes); no edges otherwise."""
+    layout = get_layout(layout) if isinstance(layout, str) else layout
+    if not any(c.name == "face" and len(c.points) == len(FACE_POINTS) for c in layout.components):
+        return np.zeros((0, 2), np.int64)
+    return np.asarray(FACEMESH_CONTOURS, dtype=np.int64) + layout.offsets["face"]

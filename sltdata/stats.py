@@ -282,10 +282,6 @@ def _fold_stats(con) -> dict:
 # detection rates (landmarks, streamed)
 
 
-def _hand_components(layout) -> list[str]:
-    return [c.name for c in layout.components if "hand" in c.name]
-
-
 def _participant_name(p) -> str:
     return "(unknown)" if p is None else str(p)
 
@@ -316,7 +312,7 @@ def _detection(batches) -> dict | None:
             finite = np.isfinite(x)
             detected = {c.name: finite[:, layout.offsets[c.name]:layout.offsets[c.name] + len(c.points)].any(axis=1)
                         for c in layout.components}
-            hands = _hand_components(layout)
+            hands = list(layout.hand_components)
             none = ~np.logical_or.reduce([detected[h] for h in hands]) if hands else None
             participants = sub.column("participant").to_pylist()
             codes_of = {p: i for i, p in enumerate(dict.fromkeys(participants))}

@@ -193,7 +193,7 @@ class Store:
 
         table = ds.dataset(self.parts, format="parquet").to_table(filter=ds.field("key") == key)
         if table.num_rows == 0:
-            raise StoreError(f"{self.path}: no sequence with key {key!r}")
+            raise StoreError(f'{self.path}: no sequence with key {key!r} (run "sltdata keys {self.path}" to list them)')
         return next(iter(table_sequences(table.slice(0, 1))))
 
     def rejects(self) -> list[dict]:

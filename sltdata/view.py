@@ -1,8 +1,8 @@
 """Draw one sequence as an animation (GIF, or MP4 when ffmpeg is installed) with matplotlib.
 
 One animation frame per sequence frame: the skeleton edges of the layout (MediaPipe hand and pose
-connections, from ``sltdata.layouts``) plus the face contour, undetected (NaN) points and any edge
-touching one left out. The title holds the label or phrase and a frame counter; the counter also
+connections) plus the face contour, both from ``sltdata.layouts``, undetected (NaN) points and any
+edge touching one left out. The title holds the label or phrase and a frame counter; the counter also
 keeps consecutive frames distinct, which matters because Pillow merges identical GIF frames.
 
 With a transform config the sequence is drawn twice, side by side: raw, and after the transform
@@ -19,42 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from sltdata.errors import ConfigError
-from sltdata.layouts import Layout, get_layout
+from sltdata.layouts import Layout, face_contour_edges, get_layout
 from sltdata.sequence import Sequence
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 30.0  # the Kaggle ISLR / fingerspelling recordings are ~30 fps and carry no fps field
-
-# MediaPipe FACEMESH_CONTOURS (lips, eyes, eyebrows, face oval): index pairs copied as data from
-# mediapipe/python/solutions/face_mesh_connections.py (Apache-2.0, Copyright 2020 The MediaPipe Authors).
-FACEMESH_LIPS = (
-    (61, 146), (146, 91), (91, 181), (181, 84), (84, 17), (17, 314), (314, 405), (405, 321), (321, 375),
-    (375, 291), (61, 185), (185, 40), (40, 39), (39, 37), (37, 0), (0, 267), (267, 269), (269, 270),
-    (270, 409), (409, 291), (78, 95), (95, 88), (88, 178), (178, 87), (87, 14), (14, 317), (317, 402),
-    (402, 318), (318, 324), (324, 308), (78, 191), (191, 80), (80, 81), (81, 82), (82, 13), (13, 312),
-    (312, 311), (311, 310), (310, 415), (415, 308),
-)
-FACEMESH_LEFT_EYE = (
-    (263, 249), (249, 390), (390, 373), (373, 374), (374, 380), (380, 381), (381, 382), (382, 362),
-    (263, 466), (466, 388), (388, 387), (387, 386), (386, 385), (385, 384), (384, 398), (398, 362),
-)
-FACEMESH_LEFT_EYEBROW = ((276, 283), (283, 282), (282, 295), (295, 285), (300, 293), (293, 334),
-                         (334, 296), (296, 336))
-FACEMESH_RIGHT_EYE = (
-    (33, 7), (7, 163), (163, 144), (144, 145), (145, 153), (153, 154), (154, 155), (155, 133),
-    (33, 246), (246, 161), (161, 160), (160, 159), (159, 158), (158, 157), (157, 173), (173, 133),
-)
-FACEMESH_RIGHT_EYEBROW = ((46, 53), (53, 52), (52, 65), (65, 55), (70, 63), (63, 105), (105, 66), (66, 107))
-FACEMESH_FACE_OVAL = (
-    (10, 338), (338, 297), (297, 332), (332, 284), (284, 251), (251, 389), (389, 356), (356, 454),
-    (454, 323), (323, 361), (361, 288), (288, 397), (397, 365), (365, 379), (379, 378), (378, 400),
-    (400, 377), (377, 152), (152, 148), (148, 176), (176, 149), (149, 150), (150, 136), (136, 172),
-    (172, 58), (58, 132), (132, 93), (93, 234), (234, 127), (127, 162), (162, 21), (21, 54),
-    (54, 103), (103, 67), (67, 109), (109, 10),
-)
-FACEMESH_CONTOURS = (FACEMESH_LIPS + FACEMESH_LEFT_EYE + FACEMESH_LEFT_EYEBROW + FACEMESH_RIGHT_EYE
-                     + FACEMESH_RIGHT_EYEBROW + FACEMESH_FACE_OVAL)
 
 COMPONENT_COLORS = {"face": "0.55", "left_hand": "tab:red", "right_hand": "tab:blue", "pose": "tab:green"}
 
@@ -71,10 +41,7 @@ class Panel:
 
 def layout_edges(layout: Layout) -> np.ndarray:
     """Skeleton edges of a layout plus the MediaPipe face contour when it has a 468-point face."""
-    edges = [layout.edges()]
-    if any(c.name == "face" and len(c.points) == 468 for c in layout.components):
-        edges.append(np.asarray(FACEMESH_CONTOURS, dtype=np.int64) + layout.offsets["face"])
-    return np.concatenate(edges).reshape(-1, 2)
+    return np.concatenate([layout.edges(), face_contour_edges(layout)]).reshape(-1, 2)
 
 
 def layout_colors(layout: Layout) -> np.ndarray:
@@ -186,11 +153,11 @@ def sequence_title(seq: Sequence) -> str:
 def transformed_panel(seq: Sequence, config, seed: int = 0) -> Panel:
     """The sequence after a transform pipeline, drawn as points of the layout again.
 
-    Uses ``sltdata.transforms`` (docs/interfaces.md): features are (T, D) with the selected points'
-    coordinates first, then motion features; only real frames (mask) are drawn. When the config has
-    an ``augment`` section the pipeline runs in training mode with ``sample_rng(seed, key)``, so the
-    picture shows one draw of the augmentation, the same one a loader with that seed would make.
-    The pipeline writes undetected points as 0, so a point at exactly (0, 0[, 0]) is left out.
+    The positions are read back through ``Pipeline.feature_layout`` (the transforms package owns the
+    column order); only real frames (mask) are drawn. When the config has an ``augment`` section the
+    pipeline runs in training mode with ``sample_rng(seed, key)``, so the picture shows one draw of
+    the augmentation, the same one a loader with that seed would make. The pipeline writes
+    undetected points as 0, so a point at exactly (0, 0[, 0]) is left out.
     """
     from sltdata.transforms import build_pipeline, load_transform_config, sample_rng
 
@@ -199,15 +166,12 @@ def transformed_panel(seq: Sequence, config, seed: int = 0) -> Panel:
     augmented = bool(getattr(getattr(cfg, "augment", None), "any", False))
     rng = sample_rng(seed, seq.key) if augmented else None
     features, mask = pipe(seq.landmarks, rng=rng, train=augmented)
-    layout = get_layout(seq.layout)
-    points = np.asarray(pipe.selection, dtype=np.int64)
-    coords = int(pipe.coords)
-    pos = np.asarray(features, dtype=np.float32)[np.asarray(mask, dtype=bool)]
-    pos = pos[:, :len(points) * coords].reshape(len(pos), len(points), coords)
+    layout = pipe.feature_layout
+    pos = layout.split(np.asarray(features, dtype=np.float32)[np.asarray(mask, dtype=bool)])["position"]
     xy = pos[:, :, :2].copy()
     xy[(pos == 0).all(axis=-1)] = np.nan
     name = f"transformed (augmented, seed {seed})" if augmented else "transformed"
-    return subset_panel(name, xy, points, layout)
+    return subset_panel(name, xy, layout.points, pipe.layout)
 
 
 def view_sequence(store: str | Path, key: str, out: str | Path, transform=None, fps: float | None = None,

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -55,6 +56,58 @@ def test_without_mediapipe_one_line_says_what_to_install(monkeypatch):
     with pytest.raises(SltdataError, match=r"pip install 'sltdata\[extract\]'") as e:
         resolve_backend(HolisticConfig())
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_mediapipe_native_logs_are_silenced_unless_verbose(monkeypatch, tmp_path, verbose):
+    for name in backends.QUIET_NATIVE_LOGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(backends, "_has_module", lambda name: False)  # stop right after the env is set
+    from sltdata.cli import main
+
+    args = ["extract", str(tmp_path), "--out", str(tmp_path / "out")] + (["--verbose"] if verbose else [])
+    assert main(args) == 2
+    got = {name: os.environ.get(name) for name in ("GLOG_minloglevel", "TF_CPP_MIN_LOG_LEVEL")}
+    assert got == ({"GLOG_minloglevel": None, "TF_CPP_MIN_LOG_LEVEL": None} if verbose
+                   else {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_a_log_level_the_user_set_is_kept(monkeypatch):
+    monkeypatch.setenv("GLOG_minloglevel", "0")
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    backends.quiet_native_logs()
+    assert (os.environ["GLOG_minloglevel"], os.environ["TF_CPP_MIN_LOG_LEVEL"]) == ("0", "2")
+
+
+NATIVE_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+                b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                b"W0000 00:00:1795900773.483029   12634 inference_feedback_manager.cc:114] Feedback manager ...\n"
+                b"I1128 21:14:46.000000   12634 graph.cc:1] started\n")
+KEPT = b"E0000 00:00:1795900773.5   12634 calculator.cc:9] a real error\nWARNING: sltdata's own warning\n"
+
+
+def test_native_log_filter_drops_mediapipe_noise_and_keeps_the_rest(capfd):
+    import subprocess
+    import sys
+
+    from sltdata.extract.quiet import native_log_filter
+
+    with native_log_filter():
+        os.write(2, NATIVE_NOISE + KEPT)
+        child = f"import os; os.write(2, {NATIVE_NOISE + b'from a worker process' + bytes([10])!r})"
+        subprocess.run([sys.executable, "-c", child], check=True)  # workers inherit the filtered fd 2
+        print("python's stderr goes straight through", file=sys.stderr)
+    err = capfd.readouterr().err
+    assert sorted(err.splitlines()) == sorted(KEPT.decode().splitlines()
+                                              + ["from a worker process", "python's stderr goes straight through"])
+
+
+def test_verbose_leaves_native_logs_alone(capfd):
+    from sltdata.extract.quiet import native_log_filter
+
+    with native_log_filter(enabled=False):
+        os.write(2, NATIVE_NOISE)
+    assert capfd.readouterr().err.encode() == NATIVE_NOISE
 
 
 def test_cli_help_lists_extract_without_importing_mediapipe():

@@ -1,6 +1,7 @@
 """NumPy transform steps and pipeline: the properties the issue names, and each step's behaviour."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -180,3 +181,38 @@ def test_cutout_hides_one_contiguous_block_and_keeps_it_in_the_mask():
     d = ops.draw_frames(aug, sample_rng(0, "k"), d, fire, 50)
     hidden = np.flatnonzero(d.hidden)
     assert 10 <= len(hidden) <= 20 and (np.diff(hidden) == 1).all()
+
+
+def test_feature_layout_splits_positions_and_motion_back_out():
+    pipe = build_pipeline({"preset": "hands", "max_length": 12, "motion": ["velocity", "lag2"], **NO_AUG,
+                           "temporal": {"drop_frames": "none"}, "normalize": {"center": "none", "scale": "none"}})
+    lm = fake_landmarks(8, seed=5, nan_fraction=0.0)
+    features, mask = pipe(lm)
+    layout = pipe.feature_layout
+    assert layout.parts == ("position", "velocity", "lag2") and layout.coords == 2
+    assert layout.points.tolist() == list(range(LH, LH + 21)) + list(range(RH, RH + 21))
+    parts = layout.split(features)
+    raw = lm[:, layout.points, :2]
+    assert parts["position"].shape == (12, 42, 2)
+    np.testing.assert_array_equal(parts["position"][:8], raw)
+    np.testing.assert_array_equal(parts["position"][8:], 0)  # padding
+    np.testing.assert_allclose(parts["velocity"][:7], raw[1:] - raw[:-1], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(parts["lag2"][:6], raw[2:] - raw[:-2], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(layout.join(parts), features)
+
+
+def test_feature_layout_split_works_on_a_torch_batch():
+    torch = pytest.importorskip("torch")
+    layout = ops.FeatureLayout(("position", "velocity"), 3, np.arange(4))
+    batch = np.arange(2 * 5 * layout.dim, dtype=np.float32).reshape(2, 5, layout.dim)
+    want = layout.split(batch)
+    got = layout.split(torch.from_numpy(batch))
+    for name in layout.parts:
+        np.testing.assert_array_equal(got[name].numpy(), want[name])
+    assert want["velocity"][1, 2, 3].tolist() == [batch[1, 2, 12 + 3], batch[1, 2, 16 + 3], batch[1, 2, 20 + 3]]
+
+
+def test_hands_are_the_two_hand_components_of_the_layout():
+    assert HOLISTIC_543.hand_components == ("left_hand", "right_hand")
+    assert HOLISTIC_543.hand_indices().tolist() == list(range(LH, LH + 21)) + list(range(RH, RH + 21))
+    assert build_pipeline(None).hands.tolist() == HOLISTIC_543.hand_indices().tolist()

@@ -8,11 +8,11 @@ from PIL import Image
 
 from sltdata.cli import main
 from sltdata.errors import ConfigError
-from sltdata.layouts import HOLISTIC_543
+from sltdata.layouts import FACEMESH_CONTOURS, HOLISTIC_543
 from sltdata.sequence import Sequence
 from sltdata.store import META_FILE, STORE_FORMAT, STORE_VERSION, part_name, write_json_atomic, write_part
 from sltdata.testing import fake_landmarks
-from sltdata.view import FACEMESH_CONTOURS, Panel, _frame_artists, animate, layout_edges, raw_panel
+from sltdata.view import Panel, _frame_artists, animate, layout_edges, raw_panel
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def test_missing_key_is_one_clear_error(store, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("error:") and "no sequence with key 'no-such-key'" in err
+    assert err.endswith(f'(run "sltdata keys {store}" to list them)')
     assert not (tmp_path / "x.gif").exists()
 
 
@@ -129,3 +130,27 @@ def test_augmented_view_draws_the_seeded_draw(store, tmp_path):
     assert main(["view", str(store), "hello", "--out", str(out), "--transformed", str(config), "--seed", "4"]) == 0
     with Image.open(out) as im:
         assert im.n_frames == max(7, int(mask.sum())) > 7  # the slowed-down side is longer
+
+
+def test_transformed_view_draws_the_normalized_preset_points(store):
+    """Augmentation off, the right-hand panel is exactly the preset's raw points after normalization:
+    values computed here by hand (select, centre on the mean, divide by the std), not through the pipeline."""
+    from sltdata.store import Store
+    from sltdata.view import transformed_panel
+
+    seq = Store(store).get("hello")
+    cfg = {"preset": "hands+nose", "max_length": None, "augment": False, "motion": ["velocity", "acceleration"],
+           "normalize": {"center": "mean", "scale": "std"}, "temporal": {"drop_frames": "none"}}
+    points = np.r_[468:489, 522:543, [1, 2, 98, 327]]  # left hand, right hand, the 4 nose points
+    xy = seq.landmarks[:, points, :2].astype(np.float64)
+    center = np.nanmean(xy.reshape(-1, 2), axis=0)
+    scale = np.sqrt(np.nanmean((xy - center) ** 2))
+    expected = (xy - center) / scale
+
+    panel = transformed_panel(seq, cfg)
+    assert panel.xy.shape == expected.shape
+    np.testing.assert_allclose(panel.xy, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    for i in range(len(expected)):  # what each animation frame scatters
+        drawn, _, _ = _frame_artists(panel, i)
+        np.testing.assert_allclose(drawn, expected[i][np.isfinite(expected[i]).all(1)], rtol=1e-5, atol=1e-6)
+    assert np.isnan(expected).any()  # the check covers undetected points too

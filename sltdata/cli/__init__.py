@@ -1,16 +1,21 @@
 """The `sltdata` command line. Modules here parse arguments and call the library; nothing more.
 
 Each command group lives in its own module and registers on ``app``; ``main`` turns every
-``SltdataError`` (a user mistake) into one line on stderr and exit code 2.
+``SltdataError`` (a user mistake) into one line on stderr and exit code 2, and a missing optional
+dependency into one line naming the extra that installs it (read from the package's own metadata,
+so the hint cannot drift from pyproject.toml).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+import re
 import sys
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
 
@@ -27,16 +32,70 @@ console = Console(stderr=True)
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("sltdata.cli.quickstart", "sltdata.cli.data", "sltdata.cli.extract", "sltdata.cli.shard",
-                   "sltdata.cli.stats", "sltdata.cli.train")
+                   "sltdata.cli.stats", "sltdata.cli.keys", "sltdata.cli.train")
+
+# Import names whose distribution is named differently; every other module is looked up by its own
+# name ('_' and '-' alike), e.g. rouge_score -> rouge-score.
+DISTRIBUTIONS = {"cv2": "opencv-contrib-python"}
 
 
-# Modules of the optional extras (pyproject.toml), so a missing one is an install hint, not a traceback.
-OPTIONAL_MODULES = {
-    **dict.fromkeys(("torch", "safetensors", "tensorboard", "rapidfuzz", "sacrebleu", "transformers", "peft",
-                     "rouge_score", "onnx", "onnxscript", "onnxruntime"), "train"),
-    "matplotlib": "viz",
-    **dict.fromkeys(("mediapipe", "cv2"), "extract"),
-}
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@functools.cache
+def _optional_distributions() -> dict[str, str]:
+    """Distribution -> the extra that installs it, for distributions only extras bring (not core ones).
+
+    Read from ``importlib.metadata.requires("sltdata")``: the extras as pyproject.toml declares them.
+    """
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        reqs = requires("sltdata") or []
+    except PackageNotFoundError:  # run from a checkout that was never installed: no hints
+        return {}
+    core, extras = set(), {}
+    for req in reqs:
+        name = _canonical(re.match(r"[A-Za-z0-9._-]+", req).group())
+        extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", req)
+        if extra is None:
+            core.add(name)
+        elif extra.group(1) != "dev" or name not in extras:  # a user-facing extra beats dev
+            extras[name] = extra.group(1)
+    return {name: extra for name, extra in extras.items() if name not in core}
+
+
+def extra_for(module: str) -> str | None:
+    """The extra (``train``, ``viz``, ``extract``) whose install provides ``module``; None for core modules."""
+    top = module.split(".")[0]
+    return _optional_distributions().get(_canonical(DISTRIBUTIONS.get(top, top)))
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sltdata")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        from sltdata import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sltdata {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    # No docstring: the app's help= is the group's help.
+    pass
 
 
 def _register() -> None:
@@ -44,19 +103,41 @@ def _register() -> None:
         importlib.import_module(name)
 
 
+def _hide_flag_types(command) -> None:
+    """Typer's rich help prints a ``<bool>`` type beside every flag (``--help`` too) although a flag
+    takes no value; an empty metavar leaves the type column blank. Applied to every command.
+
+    Duck-typed: typer vendors its own click, so ``click.Option`` is not the class these are."""
+    ctx = typer.Context(command, info_name=command.name)
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub)
+
+
+def build_command():
+    """The click command tree of ``app`` with every command registered."""
+    _register()
+    command = typer.main.get_command(app)
+    _hide_flag_types(command)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    _register()
+    command = build_command()
     try:
-        app(args=argv, prog_name="sltdata")  # click handles usage errors and --help, then exits
+        command.main(args=argv, prog_name="sltdata")  # click handles usage errors and --help, then exits
     except SltdataError as e:
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         return 2
     except ModuleNotFoundError as e:
-        extra = OPTIONAL_MODULES.get((e.name or "").split(".")[0])
+        name = e.name or ""
+        extra = extra_for(name) if name else None
         if extra is None:
             raise
-        console.print(f"[bold red]error:[/] this needs {escape(e.name)}, which is not installed: "
+        console.print(f"[bold red]error:[/] this needs {escape(name)}, which is not installed: "
                       f"pip install {escape(repr(f'sltdata[{extra}]'))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:

@@ -27,6 +27,8 @@ def extract(
     backend: str = typer.Option("auto", help="auto, legacy (mediapipe<=0.10.21) or tasks (needs --task-model)."),
     task_model: Optional[Path] = typer.Option(None, "--task-model",
                                               help="HolisticLandmarker .task bundle for the tasks backend."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Show MediaPipe's own (C++) INFO and WARNING log lines."),
 ):
     """Run MediaPipe Holistic on every video and write one .pose file each (pose-format's holistic header).
 
@@ -34,11 +36,25 @@ def extract(
 
     Next: `sltdata ingest pose` (uid,text CSV) or `sltdata ingest pose-video` (video_path,text CSV).
     """
-    from sltdata.extract import QUARANTINE_FILE, HolisticConfig, resolve_backend
-    from sltdata.extract import extract as run_extract
+    from sltdata.extract import QUARANTINE_FILE, HolisticConfig
+    from sltdata.extract.quiet import native_log_filter
 
     config = HolisticConfig(backend=backend, model_complexity=model_complexity, refine_face=refine_face,
-                            task_model=str(task_model) if task_model else None)
+                            task_model=str(task_model) if task_model else None, verbose=verbose)
+    with native_log_filter(enabled=not verbose):
+        result = _run(videos, out, config, workers, fps)
+    for o in result.quarantined[:10]:
+        console.print(f"[yellow]quarantined[/] {escape(o.video)}: {escape(o.reason)}", highlight=False,
+                      soft_wrap=True)
+    if len(result.quarantined) > 10:
+        console.print(f"... and {len(result.quarantined) - 10} more in {out / QUARANTINE_FILE}", highlight=False)
+    typer.echo(result.summary())
+
+
+def _run(videos: Path, out: Path, config, workers: int, fps: Optional[float]):
+    from sltdata.extract import extract as run_extract
+    from sltdata.extract import resolve_backend
+
     resolve_backend(config)  # what to install or pass, in one line, before the progress bar
     bar = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
                    TextColumn("{task.fields[rate]:.1f} frames/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -52,11 +68,5 @@ def extract(
             frames += new_frames
             bar.update(task, advance=new_videos, rate=frames / max(time.perf_counter() - start, 1e-9))
 
-        result = run_extract(videos, out, config, workers=workers, fps=fps, progress=advance,
-                             on_inputs=lambda n: bar.update(task, total=n))
-    for o in result.quarantined[:10]:
-        console.print(f"[yellow]quarantined[/] {escape(o.video)}: {escape(o.reason)}", highlight=False,
-                      soft_wrap=True)
-    if len(result.quarantined) > 10:
-        console.print(f"... and {len(result.quarantined) - 10} more in {out / QUARANTINE_FILE}", highlight=False)
-    typer.echo(result.summary())
+        return run_extract(videos, out, config, workers=workers, fps=fps, progress=advance,
+                           on_inputs=lambda n: bar.update(task, total=n))

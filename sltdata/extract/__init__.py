@@ -135,8 +135,7 @@ _WORKER_HOLISTIC = None
 
 def _worker_init(config: HolisticConfig) -> None:
     global _WORKER_HOLISTIC
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    _WORKER_HOLISTIC = make_holistic(config)
+    _WORKER_HOLISTIC = make_holistic(config)  # make_holistic -> resolve_backend quiets the logs first
 
 
 def _worker_run(video: VideoInput, out_dir: str, fps: float | None) -> Outcome:

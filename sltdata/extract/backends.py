@@ -25,8 +25,10 @@ import numpy as np
 from sltdata.errors import SltdataError
 
 log = logging.getLogger(__name__)
-# MediaPipe's C++ INFO/WARNING lines flood the terminal per graph; read once, when mediapipe loads.
-os.environ.setdefault("GLOG_minloglevel", "2")
+
+# Log levels for native code that reads them when it loads (glog builds, TensorFlow): errors only.
+# mediapipe 0.10.21's absl logging and TF Lite ignore them; ``quiet.native_log_filter`` covers those.
+QUIET_NATIVE_LOGS = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 BACKENDS = ("auto", "legacy", "tasks")
 POSE_POINTS, HAND_POINTS, FACE_POINTS, REFINED_FACE_POINTS = 33, 21, 468, 478
@@ -42,6 +44,7 @@ class HolisticConfig:
     model_complexity: int = 1  # legacy only: 0 lite, 1 full, 2 heavy
     refine_face: bool = False  # 478 face points (10 iris points) instead of 468
     task_model: str | None = None  # tasks only: path to a HolisticLandmarker .task bundle
+    verbose: bool = False  # let MediaPipe's native log lines through (see quiet_native_logs)
 
     @property
     def face_points(self) -> int:
@@ -88,8 +91,25 @@ def tasks_available() -> bool:
     return _mediapipe_has("mediapipe.tasks.python.vision", "HolisticLandmarker")
 
 
+def quiet_native_logs(verbose: bool = False) -> None:
+    """Silence MediaPipe's native log lines unless ``verbose``; call before mediapipe is imported.
+
+    Sets ``QUIET_NATIVE_LOGS`` in the environment (worker processes inherit it; a value the user set
+    is kept) and absl's Python logger to errors. Without it every worker prints a screenful of INFO
+    and WARNING lines that say nothing about the user's videos.
+    """
+    if verbose:
+        return
+    for name, value in QUIET_NATIVE_LOGS.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def resolve_backend(config: HolisticConfig) -> str:
-    """The backend ``config`` will run on, or one ``SltdataError`` line saying what to install or pass."""
+    """The backend ``config`` will run on, or one ``SltdataError`` line saying what to install or pass.
+
+    The first step of every run, so it also quiets MediaPipe's logs before anything imports it."""
+    quiet_native_logs(config.verbose)
     if config.backend not in BACKENDS:
         raise SltdataError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
     if config.model_complexity not in (0, 1, 2):

@@ -193,11 +193,43 @@ def motion_features(x: np.ndarray, kinds: tuple[str, ...]) -> list[np.ndarray]:
     return out
 
 
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Where each column of a (T, D) feature row comes from: the one definition of that order.
+
+    Per frame: ``parts`` in order (positions, then each motion feature); within a part,
+    coordinate-major (all points' x, then all y, then z), so D = parts x coords x points. Every
+    consumer (view, predict, export, a trainer that wants positions back) splits features with
+    ``split`` instead of re-deriving this order: reshaping a row as (points, coords) reads the wrong
+    numbers without any error.
+    """
+
+    parts: tuple[str, ...]  # "position", then the motion kinds in config order
+    coords: int  # 2 (x, y) or 3 (x, y, z)
+    points: np.ndarray  # (P,) int64 global layout indices of the selected points, in feature order
+
+    @property
+    def dim(self) -> int:
+        return len(self.parts) * self.coords * len(self.points)
+
+    def split(self, features):
+        """{part: (..., T, P, C)} views of (..., T, D) features (NumPy arrays or torch tensors)."""
+        if features.shape[-1] != self.dim:
+            raise ValueError(f"features have {features.shape[-1]} columns, this layout has {self.dim}")
+        x = features.reshape(*features.shape[:-1], len(self.parts), self.coords, len(self.points))
+        return {name: x[..., i, :, :].swapaxes(-1, -2) for i, name in enumerate(self.parts)}
+
+    def join(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """The inverse of ``split``: (..., T, D) float32 from {part: (..., T, P, C)} NumPy arrays."""
+        x = np.stack([np.asarray(parts[name], dtype=np.float32).swapaxes(-1, -2) for name in self.parts], axis=-3)
+        return x.reshape(*x.shape[:-3], self.dim)
+
+
 def to_features(x: np.ndarray, kinds: tuple[str, ...], length: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(T, D) float32 features with NaN -> 0, zero-padded to ``length``, and the (T,) frame mask.
 
-    Feature order per frame: positions, then each motion feature; within each, coordinate-major
-    (all points' x, then all y, then z): D = (1 + motions) x coords x points.
+    Columns in ``FeatureLayout`` order (positions, then each motion feature; coordinate-major within
+    each), written straight from the coordinate-major working array.
     """
     c, n, p = x.shape
     stacked = np.stack([x] + motion_features(x, kinds))  # (parts, C, n, P)

@@ -27,8 +27,7 @@ import numpy as np
 from sltdata.errors import ConfigError
 from sltdata.layouts import Layout, get_layout, mirror_indices, reference_indices
 from sltdata.transforms import numpy_ops as ops
-from sltdata.transforms.config import (TransformConfig, hand_indices, load_transform_config,
-                                       selection_indices, validate)
+from sltdata.transforms.config import TransformConfig, load_transform_config, selection_indices, validate
 
 
 def sample_rng(seed: int, key: str, epoch: int = 0) -> np.random.Generator:
@@ -60,7 +59,7 @@ class Pipeline:
         self.center_candidates = [np.array([where[int(p)] for p in c]) for c in candidates]
         self.shoulders = None if shoulders is None else np.array([where[int(p)] for p in shoulders])
         self.coords = 2 if norm.drop_z else 3
-        self.hands = hand_indices(layout)
+        self.hands = layout.hand_indices()
         self.flip_perm = None
         if cfg.augment.flip.p > 0:
             mirror = mirror_indices(layout)[self.selection]
@@ -83,8 +82,13 @@ class Pipeline:
         return self.cfg.max_length
 
     @property
+    def feature_layout(self) -> ops.FeatureLayout:
+        """What each feature column is (``split`` / ``join``); ask it rather than reshape by hand."""
+        return ops.FeatureLayout(("position", *self.cfg.motion), self.coords, self.selection)
+
+    @property
     def feature_dim(self) -> int:
-        return self.n_selected * self.coords * (1 + len(self.cfg.motion))
+        return self.feature_layout.dim
 
     def __call__(self, landmarks: np.ndarray, rng: np.random.Generator | None = None,
                  train: bool = False) -> tuple[np.ndarray, np.ndarray]:
