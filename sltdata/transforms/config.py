@@ -227,7 +227,7 @@ def _check(cfg: TransformConfig, layout=None) -> None:
         except ConfigError as e:
             raise FieldError("normalize.scale", str(e)) from None
     t = cfg.temporal
-    if t.drop_frames == "handless" and not hand_indices(layout).size:
+    if t.drop_frames == "handless" and not layout.hand_indices().size:
         raise FieldError("temporal.drop_frames", f"layout {layout.name} has no hand components")
     if t.fill_gaps < 0:
         raise FieldError("temporal.fill_gaps", f"must be >= 0, got {t.fill_gaps}")
@@ -271,11 +271,6 @@ def _point_name(layout, index: int) -> str:
         if start <= index < start + len(c.points):
             return f"{c.name} point {c.points[index - start]}"
     return f"point {index}"
-
-
-def hand_indices(layout) -> np.ndarray:
-    names = [c.name for c in layout.components if c.name.endswith("hand")]
-    return np.concatenate([layout.indices(n) for n in names]) if names else np.zeros(0, np.int64)
 
 
 def load_transform_config(source: str | Path | dict | TransformConfig | None = None) -> TransformConfig:
