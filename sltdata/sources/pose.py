@@ -20,7 +20,7 @@ from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderD
 
 from sltdata.errors import SourceError
 from sltdata.layouts import (HAND_EDGES, HAND_POINTS, HOLISTIC_543, POSE_EDGES, POSE_FORMAT_HOLISTIC,
-                             POSE_POINTS, Component, Layout, register_layout)
+                             POSE_POINTS, Component, Layout)
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
 from sltdata.sources import Source, register_source
@@ -140,9 +140,17 @@ class PoseFiles(Source):
         stem = PurePosixPath(row.path).stem if row.path else row.key
         return str(PurePosixPath(self.recipe.pose_dir) / f"{stem}.pose")
 
+    def __init__(self, root: Path, recipe):
+        super().__init__(root, recipe)
+        self._layouts: dict[str, Layout] = {HOLISTIC_543.name: HOLISTIC_543}  # the layouts read so far
+
+    def layout(self, name: str) -> Layout:
+        return self._layouts[name] if name in self._layouts else super().layout(name)
+
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
         landmarks, layout, fps = read_pose_file(file)
-        if layout is not HOLISTIC_543:
-            register_layout(layout)
+        known = self._layouts.setdefault(layout.name, layout)
+        if known != layout:
+            raise SourceError(file, f"its header defines layout {layout.name} differently from an earlier file")
         for r in rows:
             yield r.sequence(landmarks, layout.name, self.name, fps or self.recipe.fps)

@@ -24,6 +24,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from sltdata.errors import ConfigError
+from sltdata.loader import DEFAULT_BATCH_SIZE
 
 
 @dataclass
@@ -59,7 +60,7 @@ class DataConfig:
     """Which shards feed the run and how they are batched (see ``sltdata.data.loader``)."""
 
     val_fold: Optional[int] = None         # validate on fold K, train on the others; null: train on all
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     eval_batch_size: Optional[int] = None  # defaults to batch_size
     shuffle_buffer: int = 1000
     num_workers: int = 0
