@@ -66,6 +66,8 @@ def _transform(samples, cfg, pipelines: dict, seed: int, epoch: int, train: bool
         rng = sample_rng(seed, s["key"], epoch) if train else None
         features, mask = pipelines[s["meta"]["layout"]](s["landmarks"], rng=rng, train=train)
         yield {**s, "landmarks": features, "mask": np.asarray(mask, dtype=bool)}
+
+
 def _shuffle(samples, bufsize: int, seed: int, epoch: int, rank: int):
     info = torch.utils.data.get_worker_info()
     worker = info.id if info is not None else 0

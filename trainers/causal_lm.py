@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from sltdata.errors import ConfigError
+from sltdata.loader import IGNORE_INDEX
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.pose_encoder import PoseProjector
@@ -118,7 +119,7 @@ class PoseCausalLM(nn.Module):
             (rows, cols), torch.ones_like(rows))
         labels = None
         if target is not None:
-            labels = torch.full((b, width), -100, dtype=torch.long, device=emb.device)
+            labels = torch.full((b, width), IGNORE_INDEX, dtype=torch.long, device=emb.device)
             labels[label_rows, label_cols] = label_vals
         return inputs, attn, labels
 
@@ -138,7 +139,7 @@ def target_ids(tokenizer, texts: list, max_length: int, eos_id: int, device) -> 
     """Token ids of each sentence + EOS, right-padded (B, L), and their lengths."""
     seqs = [tokenizer(t or "", add_special_tokens=False)["input_ids"][:max_length - 1] + [eos_id] for t in texts]
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), -100, dtype=torch.long)
+    ids = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s)
     return ids.to(device), torch.tensor([len(s) for s in seqs], device=device)

@@ -57,7 +57,7 @@ class LoopConfig:
 
 @dataclass
 class DataConfig:
-    """Which shards feed the run and how they are batched (see ``sltdata.data.loader``)."""
+    """Which shards feed the run and how they are batched (see ``sltdata.loader.loader``)."""
 
     val_fold: Optional[int] = None         # validate on fold K, train on the others; null: train on all
     batch_size: int = DEFAULT_BATCH_SIZE

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from sltdata.errors import ConfigError
+from sltdata.loader import IGNORE_INDEX
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, save_config
@@ -95,7 +96,7 @@ def gather_outputs(parts: list[dict]) -> dict[str, Any]:
         if isinstance(vs[0], torch.Tensor):
             if vs[0].ndim >= 2 and len({v.shape[1:] for v in vs}) > 1:  # ragged (B, L) outputs
                 width = max(v.shape[1] for v in vs)
-                vs = [torch.nn.functional.pad(v, (0, width - v.shape[1]), value=-100) for v in vs]
+                vs = [torch.nn.functional.pad(v, (0, width - v.shape[1]), value=IGNORE_INDEX) for v in vs]
             out[k] = torch.cat(vs)
         else:
             out[k] = [x for v in vs for x in v]
