@@ -7,7 +7,7 @@
 * floor: the same member bytes, already in memory, written to tars with ``tarfile.addfile`` and
   nothing else (no store read, no hashing, no npy encoding). Reading (decompressing) the store alone
   is printed too, since writing shards cannot avoid it.
-* loader: ``sltdata.data.loader`` over every split, one epoch, samples/s with 1 and 2 DataLoader
+* loader: ``sltdata.loader.loader`` over every split, one epoch, samples/s with 1 and 2 DataLoader
   workers; raw landmarks, then the default transform config (``load_transform_config(None)``,
   train=True so augmentations run). The goal is >= 5,000 raw samples/s per worker. In-process
   (num_workers=0) is printed as the reference without worker-to-main transfer.
@@ -41,10 +41,12 @@ def make_store(work: Path, sequences: int) -> Path:
 
 
 def member_bytes(shard_dir: Path) -> list[tuple[str, bytes]]:
+    from sltdata.shards.tar import iter_members
+
     out = []
     for p in sorted(shard_dir.glob("*.tar")):
-        with tarfile.open(p) as tar:
-            out += [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+        with open(p, "rb") as f:
+            out += [(name, data) for name, _, data in iter_members(f)]
     return out
 
 
@@ -76,7 +78,7 @@ def best(fn, repeats: int) -> float:
 
 
 def loader_rate(shards: Path, workers: int, transforms, batch_size: int, repeats: int, points=None) -> float:
-    from sltdata.data import loader
+    from sltdata.loader import loader
 
     splits = list(json.loads((shards / "index.json").read_text())["splits"])
 

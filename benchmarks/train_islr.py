@@ -6,7 +6,7 @@ transforms, and which part is the bottleneck.
 
 Measured in one run, on the same data (``sltdata synth kaggle-islr`` -> ingest -> shard):
 
-* loader alone: ``sltdata.data.loader`` reading raw padded (B, T, 543, 3) batches from the shards
+* loader alone: ``sltdata.loader.loader`` reading raw padded (B, T, 543, 3) batches from the shards
   (what the loop reads when augmentations run on the device);
 * augment alone: ``BatchAugment`` (normalize, select the islr-1st points, pad to --max-length, motion
   features, every default augmentation) on those batches, on --device;
@@ -42,7 +42,7 @@ def make_shards(work: Path, sequences: int) -> Path:
 
 
 def time_loader(shards: Path, batch: int, transforms, workers: int, max_batches: int) -> tuple[float, int, list]:
-    from sltdata.data import loader
+    from sltdata.loader import loader
 
     kept, n, t0 = [], 0, time.perf_counter()
     for i, b in enumerate(loader(shards, folds=None, transforms=transforms, batch_size=batch, num_workers=workers,

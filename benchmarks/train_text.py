@@ -5,7 +5,7 @@
 
 One run, one data set (``sltdata synth kaggle-fingerspelling`` -> ingest -> shard, phrases as targets):
 
-* feed: ``sltdata.data.loader`` reading raw padded batches with text targets, then ``BatchAugment``
+* feed: ``sltdata.loader.loader`` reading raw padded batches with text targets, then ``BatchAugment``
   (the ctc-default transforms: islr-1st points, --max-length frames, motion features, augmentations)
   on --device — what the loop does per batch;
 * ``ctc`` model alone: the ctc-default model (islr Conv1D/transformer stack, dim 192, 3 stages) at
@@ -76,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
 
-    from sltdata.data import loader
+    from sltdata.loader import loader
     from sltdata.testing.text import bundled_config, split_texts
     from sltdata.train.config import load_config
     from sltdata.train.loop import autocast, fit

@@ -29,11 +29,26 @@ from sltdata.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+# Split names: the one place they are spelled (shards, HF export and the training loop ask here).
 TEST_SPLIT = "test"
+FOLD_PREFIX = "fold"
 
 
 def fold_name(i: int) -> str:
-    return f"fold{i}"
+    return f"{FOLD_PREFIX}{i}"
+
+
+@dataclass(frozen=True)
+class FoldDefaults:
+    """Defaults of every fold plan (``assign_folds``, ``write_shards``, ``export_hf`` and their CLI
+    commands), so the library and the CLI cannot drift apart."""
+
+    folds: int = 5
+    test_fraction: float = 0.0  # no held-out test split
+    seed: int = 0
+
+
+FOLD_DEFAULTS = FoldDefaults()
 
 
 @dataclass(frozen=True)
@@ -80,8 +95,8 @@ def _held_out(groups: np.ndarray, fraction: float, rng: np.random.Generator, kee
     return chosen
 
 
-def assign_folds(keys, participants, labels=None, folds: int = 5, test_fraction: float = 0.0,
-                 seed: int = 0) -> FoldPlan:
+def assign_folds(keys, participants, labels=None, folds: int = FOLD_DEFAULTS.folds,
+                 test_fraction: float = FOLD_DEFAULTS.test_fraction, seed: int = FOLD_DEFAULTS.seed) -> FoldPlan:
     """Assign every sequence to ``fold0``..``fold{folds-1}`` or ``test``.
 
     ``keys``, ``participants``, ``labels``: equal-length sequences (labels None or all None when the
@@ -139,7 +154,8 @@ def assign_folds(keys, participants, labels=None, folds: int = 5, test_fraction:
                     ungrouped=sum(p is None for p in participants), splits=names)
 
 
-def assign_store_folds(store, folds: int = 5, test_fraction: float = 0.0, seed: int = 0) -> FoldPlan:
+def assign_store_folds(store, folds: int = FOLD_DEFAULTS.folds, test_fraction: float = FOLD_DEFAULTS.test_fraction,
+                       seed: int = FOLD_DEFAULTS.seed) -> FoldPlan:
     """``assign_folds`` on a store's metadata (no landmarks read)."""
     meta = store.metadata(("key", "participant", "label"))
     return assign_folds(meta.column("key").to_pylist(), meta.column("participant").to_pylist(),

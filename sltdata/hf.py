@@ -27,8 +27,8 @@ from typing import Callable
 import yaml
 
 from sltdata.errors import SltdataError
-from sltdata.folds import assign_store_folds
-from sltdata.shards import sample_record
+from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
+from sltdata.shards import INDEX_FILE, ShardError, ShardIndex, sample_record, verify_shards
 from sltdata.store import METADATA_COLUMNS, Store, table_landmarks
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ def _split_rows(store_path: str, keys: tuple[str, ...], split: str):
                 yield {**sample_record(m, split), "landmarks": lm}
 
 
-def export_hf(store: Store | str | Path, out: str | Path, folds: int = 5, test_fraction: float = 0.0,
-              seed: int = 0, overwrite: bool = False, progress: Callable[[str], None] | None = None):
+def export_hf(store: Store | str | Path, out: str | Path, folds: int = FOLD_DEFAULTS.folds,
+              test_fraction: float = FOLD_DEFAULTS.test_fraction, seed: int = FOLD_DEFAULTS.seed, overwrite: bool = False, progress: Callable[[str], None] | None = None):
     """Write the store as a DatasetDict (``fold0``.. ``test``) with ``save_to_disk``; returns it."""
     from datasets import Dataset, DatasetDict, disable_progress_bars
 
@@ -136,14 +136,12 @@ def _size_category(n: int) -> str:
 
 def _describe(path: Path) -> dict:
     """What a pushable directory holds: kind, splits with counts and bytes, maps, build facts."""
-    if (path / "index.json").is_file():
-        from sltdata.shards import ShardIndex
-
+    if (path / INDEX_FILE).is_file():
         idx = ShardIndex.open(path)
         return {"kind": "shards", "splits": {s: {"num_examples": v["samples"], "num_bytes": v["bytes"]}
                                              for s, v in idx.splits.items()},
                 "data_files": {s: f"{s}-*.tar" for s in idx.splits}, "facts": idx.data,
-                "upload": ["*.tar", "index.json", CARD_FILE]}
+                "upload": ["*.tar", INDEX_FILE, CARD_FILE]}
     if (path / "dataset_dict.json").is_file() and (path / SLTDATA_FILE).is_file():
         facts = json.loads((path / SLTDATA_FILE).read_text(encoding="utf-8"))
         splits = {}
@@ -152,7 +150,7 @@ def _describe(path: Path) -> dict:
             splits[s] = {"num_examples": n, "num_bytes": size}
         return {"kind": "hf", "splits": splits, "data_files": {s: f"{s}/*.arrow" for s in splits}, "facts": facts,
                 "upload": ["*.json", "*/*.arrow", "*/*.json", CARD_FILE]}
-    raise SltdataError(f"{path}: neither a shard directory (index.json) nor an `sltdata export-hf` output")
+    raise SltdataError(f"{path}: neither a shard directory ({INDEX_FILE}) nor an `sltdata export-hf` output")
 
 
 def dataset_card(path: str | Path, repo_id: str, license: str = "other") -> str:
@@ -189,7 +187,7 @@ def dataset_card(path: str | Path, repo_id: str, license: str = "other") -> str:
         if facts.get("transform"):
             layout += (" These shards hold transformed features (T, D) and a frame mask `KEY.mask.npy` "
                        "instead of raw landmarks; the transform config is in `index.json`.")
-        load = (f'ds = load_dataset("{repo_id}")   # webdataset builder; or sltdata.data.loader on a local copy')
+        load = (f'ds = load_dataset("{repo_id}")   # webdataset builder; or sltdata.loader.loader on a local copy')
     else:
         layout = ("A `DatasetDict` saved with `save_to_disk`: `landmarks` is `Array3D(shape=(None, P, 3), "
                   "float32)` (frames vary; NaN = undetected point), `label` a `ClassLabel` when the source has "
@@ -246,6 +244,10 @@ def push(path: str | Path, repo_id: str, private: bool = False, license: str = "
     d = _describe(path)
     if huggingface_hub.get_token() is None:
         raise HubError("push: no Hugging Face token; set HF_TOKEN or run `hf auth login`")
+    if d["kind"] == "shards":  # never publish a damaged shard: the same check as `sltdata verify`
+        report = verify_shards(path)
+        if not report.ok:
+            raise ShardError(f"push: {path} fails `sltdata verify` ({report.problems[0]}); nothing was uploaded")
     card = dataset_card(path, repo_id, license=license)
     tmp = path / (CARD_FILE + ".tmp")
     tmp.write_text(card, encoding="utf-8")

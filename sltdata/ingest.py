@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from sltdata.errors import SourceError, StoreError
-from sltdata.layouts import get_layout
+from sltdata.layouts import Layout, get_layout
 from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
 from sltdata.recipes import Recipe, load_recipe
 from sltdata.sequence import Sequence
@@ -110,13 +110,13 @@ def read_index_map(path: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in m.items()}
 
 
-def _check_sequence(seq: Sequence, row: ManifestRow, file: str) -> Reject | None:
+def _check_sequence(seq: Sequence, row: ManifestRow, file: str, layout: Layout) -> Reject | None:
     lm = seq.landmarks
     if lm.ndim != 3 or lm.shape[2] != 3:
         return row.reject(f"landmarks have shape {lm.shape}, expected (frames, points, 3)", file)
     if lm.shape[0] == 0:
         return row.reject("zero frames", file)
-    expected = get_layout(seq.layout).num_points
+    expected = layout.num_points
     if lm.shape[1] != expected:
         return row.reject(f"{lm.shape[1]} points a frame, layout {seq.layout} has {expected}", file)
     if np.isnan(lm).all():
@@ -138,6 +138,14 @@ def _label_rejects(rows: list[ManifestRow], recipe: Recipe, labels: dict | None,
         else:
             ok.append(r)
     return ok, rejects
+
+
+def _layout_definition(name: str, infos: list[dict]) -> Layout:
+    """A layout as the parts' sidecars recorded it (the source that read them), else the built-in."""
+    defs = {json.dumps(d, sort_keys=True) for i in infos for d in i.get("layout_definitions", ()) if d["name"] == name}
+    if len(defs) > 1:
+        raise StoreError(f"parts of this ingest define layout {name!r} differently")
+    return Layout.from_dict(json.loads(defs.pop())) if defs else get_layout(name)
 
 
 def plan_groups(root: Path, source: Source, rows: list[ManifestRow]) -> tuple[list[_Group], list[Reject]]:
@@ -210,12 +218,14 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
         for r, res in zip(g.rows, results):
             if isinstance(res, Reject):
                 rejects.append(res)
-            elif (bad := _check_sequence(res, r, g.file)) is not None:
+            elif (bad := _check_sequence(res, r, g.file, source.layout(res.layout))) is not None:
                 rejects.append(bad)
             else:
                 sequences.append(res)
     info = {"file": parquet.name, "sequences": len(sequences), "frames": int(sum(s.frames for s in sequences)),
-            "layouts": sorted({s.layout for s in sequences}), "rejects": [json.loads(r.to_json()) for r in rejects]}
+            "layouts": sorted({s.layout for s in sequences}),
+            "layout_definitions": [source.layout(n).to_dict() for n in sorted({s.layout for s in sequences})],
+            "rejects": [json.loads(r.to_json()) for r in rejects]}
     write_json_atomic(sidecar, info)  # sidecar first: a part is finished once its parquet exists
     write_part(parquet, sequences)
     return info
@@ -293,7 +303,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         "complete": True,
         "recipe": {"name": recipe.name, "source": recipe.source, "columns": recipe.columns,
                    "description": recipe.description},
-        "layouts": [get_layout(n).to_dict() for n in layout_names],
+        "layouts": [_layout_definition(n, infos).to_dict() for n in layout_names],
         "labels": stored_labels,
         "characters": chars,
         **({"label_map": label_origin} if label_origin else {}),

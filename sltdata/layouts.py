@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
+from typing import Mapping
 
 import numpy as np
 
@@ -150,23 +152,19 @@ POSE_FORMAT_HOLISTIC = {
     "RIGHT_HAND_LANDMARKS": "right_hand",
 }
 
-_LAYOUTS: dict[str, Layout] = {HOLISTIC_543.name: HOLISTIC_543}
-
-
-def register_layout(layout: Layout) -> Layout:
-    """Make a layout known by name (e.g. one read from a .pose header and kept in a store)."""
-    known = _LAYOUTS.get(layout.name)
-    if known is not None and known != layout:
-        raise ConfigError(f"layout {layout.name!r} is already defined differently")
-    _LAYOUTS[layout.name] = layout
-    return layout
+# The built-in layouts, immutable. A layout that is not built in (e.g. one read from a .pose header)
+# travels with the object that holds its data: ``Store.layouts`` (store.json) and
+# ``ShardIndex.layouts`` (index.json); nothing global changes when a file is opened.
+BUILTIN_LAYOUTS: Mapping[str, Layout] = MappingProxyType({HOLISTIC_543.name: HOLISTIC_543})
 
 
 def get_layout(name: str) -> Layout:
+    """A built-in layout by name (for a store's or shard directory's own layouts, ask that object)."""
     try:
-        return _LAYOUTS[name]
+        return BUILTIN_LAYOUTS[name]
     except KeyError:
-        raise ConfigError(f"unknown layout {name!r} (known: {', '.join(sorted(_LAYOUTS))})") from None
+        raise ConfigError(f"unknown layout {name!r} (built in: {', '.join(sorted(BUILTIN_LAYOUTS))}; "
+                          "a store's or shard directory's own layouts come with it)") from None
 
 
 # ---------------------------------------------------------------------------------------------------

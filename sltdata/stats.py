@@ -6,8 +6,10 @@ never read for it: a million-row store answers in seconds. Only the detection ra
 they are streamed batch by batch (a few hundred sequences at a time) so memory stays bounded.
 
 A shard directory (``index.json`` + ``{split}-{index:06d}.tar``, see docs/interfaces.md) is read
-from the per-sample ``KEY.json`` members of its tars; the ``.landmarks.npy`` members are only read
-for detection rates, and only when the shards hold raw landmarks (no ``transform`` in the index).
+through ``sltdata.shards.read`` from the per-sample ``KEY.json`` members of its tars; the
+``.landmarks.npy`` members are only read for detection rates, and only when the shards hold raw
+landmarks (no ``transform`` in the index). A damaged shard raises ``ShardError``. Layouts come from
+the store or index being described (``Store.layouts``, ``ShardIndex.layouts``), never from a global.
 
 A component counts as detected in a frame when any of its points has a finite x. MediaPipe emits a
 component whole or not at all, so for real data this is "the detector found it in that frame".
@@ -15,11 +17,8 @@ component whole or not at all, so for real data this is "the detector found it i
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -29,12 +28,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sltdata.errors import StoreError
-from sltdata.layouts import get_layout, register_layout, Layout
+from sltdata.layouts import Layout
+from sltdata.shards import INDEX_FILE, ShardError, ShardIndex, iter_samples
+from sltdata.shards.index import index_path
 from sltdata.store import META_FILE, Store
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "index.json"
 MAX_LENGTHS = (64, 128, 256, 384)  # common model max lengths (ISLR 1st place used 384 at most)
 PERCENTILES = (5, 25, 50, 75, 90, 95, 99)
 HISTOGRAM_BINS = 30
@@ -56,9 +56,8 @@ def compute_stats(path: str | Path | Store, *, landmarks: bool = True, max_lengt
     path = Path(path)
     if path.is_dir() and (path / META_FILE).is_file():
         return _store_stats(Store(path), landmarks, max_lengths, rarest, batch_size)
-    index = path if path.name == INDEX_FILE else path / INDEX_FILE
-    if index.is_file():
-        return _shard_stats(index, landmarks, max_lengths, rarest)
+    if index_path(path).is_file():
+        return _shard_stats(ShardIndex.open(path), landmarks, max_lengths, rarest)
     raise StoreError(f"{path}: neither a sequence store (no {META_FILE}) nor a shard directory (no {INDEX_FILE})")
 
 
@@ -77,7 +76,7 @@ def _store_stats(store: Store, landmarks: bool, max_lengths, rarest: int, batch_
         con.register("meta", _META_SCHEMA.empty_table())
     out = {"source": {"kind": "store", "path": str(store.path)}}
     out.update(_metadata_stats(con, max_lengths, rarest, has_folds=False))
-    out["detection"] = _detection(_store_landmark_batches(store, batch_size)) if landmarks else None
+    out["detection"] = _detection(_store_landmark_batches(store, batch_size), store.layout) if landmarks else None
     con.close()
     return out
 
@@ -88,80 +87,33 @@ def _store_landmark_batches(store: Store, batch_size: int) -> Iterator[tuple[pa.
         yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=cols)
 
 
-def _read_index(index_path: Path) -> dict:
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StoreError(f"{index_path}: unreadable ({e})") from None
-    if index.get("format") != "sltdata-shards":
-        raise StoreError(f"{index_path}: not a shard index (format {index.get('format')!r})")
-    for d in [*(index.get("layout_definitions") or []), *(index.get("layouts") or [])]:
-        if isinstance(d, dict):  # "layouts" holds names; definitions of non-built-in layouts ride beside them
-            register_layout(Layout.from_dict(d))
-    return index
-
-
-def _shard_members(index_path: Path, index: dict, with_arrays: bool) -> Iterator[tuple[str, dict, np.ndarray | None]]:
-    """(split, sample json, landmarks or None) for every sample, shard by shard.
-
-    Without arrays the tars are opened seekable and only the small ``.json`` members are read.
-    """
-    for shard in index.get("shards", []):
-        path = index_path.parent / shard["file"]
-        if not path.is_file():
-            raise StoreError(f"{path}: shard listed in {index_path.name} is missing")
-        split = shard.get("split")
-        try:
-            with tarfile.open(path, "r|" if with_arrays else "r:") as tar:
-                pending: dict[str, dict] = {}
-                for m in tar:
-                    if not m.isfile():
-                        continue
-                    key, _, ext = m.name.partition(".")
-                    if ext == "json":
-                        meta = json.loads(tar.extractfile(m).read().decode("utf-8"))
-                        if not with_arrays:
-                            yield split, meta, None
-                        else:
-                            pending.setdefault(key, {})["json"] = meta
-                    elif with_arrays and ext == "landmarks.npy":
-                        arr = np.load(io.BytesIO(tar.extractfile(m).read()), allow_pickle=False)
-                        pending.setdefault(key, {})["npy"] = arr
-                    if with_arrays and key in pending and len(pending[key]) == 2:
-                        d = pending.pop(key)
-                        yield split, d["json"], d["npy"]
-        except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
-            raise StoreError(f"{path}: unreadable shard ({e})") from None
-
-
-def _shard_stats(index_path: Path, landmarks: bool, max_lengths, rarest: int) -> dict:
-    index = _read_index(index_path)
+def _shard_stats(index: ShardIndex, landmarks: bool, max_lengths, rarest: int) -> dict:
     rows = {f: [] for f in _META_FIELDS}
-    for split, meta, _ in _shard_members(index_path, index, with_arrays=False):
+    for split, sample in iter_samples(index, arrays=False):
         for f in _META_FIELDS:
-            v = meta.get(f)
+            v = sample.meta.get(f)
             if f == "fold":
                 v = v or split
             rows[f].append(v)
     table = pa.Table.from_pydict(rows, schema=_META_SCHEMA)
     con = duckdb.connect()
     con.register("meta", table)
-    out = {"source": {"kind": "shards", "path": str(index_path.parent)}}
+    out = {"source": {"kind": "shards", "path": str(index.path)}}
     out.update(_metadata_stats(con, max_lengths, rarest, has_folds=True))
     con.close()
-    if landmarks and index.get("transform"):
-        log.warning("%s: shards hold transformed features; detection rates need the raw store", index_path)
+    if landmarks and index.transform:
+        log.warning("%s: shards hold transformed features; detection rates need the raw store", index.path)
         out["detection"] = None
     elif landmarks:
-        out["detection"] = _detection(_shard_landmark_batches(index_path, index))
+        out["detection"] = _detection(_shard_landmark_batches(index), index.layout)
     else:
         out["detection"] = None
-    if index.get("participants"):
-        out["folds"]["index_participants"] = _index_participant_check(index["participants"], table)
+    if index.data.get("participants"):
+        out["folds"]["index_participants"] = _index_participant_check(index.participants, table)
     return out
 
 
-def _shard_landmark_batches(index_path: Path, index: dict, batch_size: int = 64) -> Iterator[pa.RecordBatch]:
+def _shard_landmark_batches(index: ShardIndex, batch_size: int = 64) -> Iterator[pa.RecordBatch]:
     """Shard samples regrouped into the same record batches the store yields."""
     buf: list[tuple[dict, np.ndarray]] = []
 
@@ -178,10 +130,11 @@ def _shard_landmark_batches(index_path: Path, index: dict, batch_size: int = 64)
             "landmarks": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32())),
         })
 
-    for _, meta, arr in _shard_members(index_path, index, with_arrays=True):
+    for _, sample in iter_samples(index):
+        arr = sample.arrays["landmarks"]
         if arr.ndim != 3:
-            raise StoreError(f"{index_path.parent}: sample {meta.get('key')!r} is not raw (frames, points, 3) landmarks")
-        buf.append((meta, arr))
+            raise ShardError(f"{index.path}: sample {sample.key!r} is not raw (frames, points, 3) landmarks")
+        buf.append((sample.meta, arr))
         if len(buf) == batch_size:
             yield flush()
             buf = []
@@ -286,8 +239,9 @@ def _participant_name(p) -> str:
     return "(unknown)" if p is None else str(p)
 
 
-def _detection(batches) -> dict | None:
-    """Frames in which each component is detected, overall and per participant."""
+def _detection(batches, layout_of: Callable[[str], Layout]) -> dict | None:
+    """Frames in which each component is detected, overall and per participant; ``layout_of(name)``
+    is the dataset's own layout of that name."""
     total = 0
     comp_frames: dict[str, int] = {}
     no_hand = 0
@@ -299,7 +253,7 @@ def _detection(batches) -> dict | None:
             sub = batch if len(layout_names) == 1 else batch.filter(pc.equal(batch.column("layout"), layout_name))
             if sub.num_rows == 0:
                 continue
-            layout = get_layout(layout_name)
+            layout = layout_of(layout_name)
             frames = sub.column("frames").to_numpy().astype(np.int64)
             points = np.unique(sub.column("points").to_numpy())
             if points.size != 1 or int(points[0]) != layout.num_points:

@@ -18,14 +18,15 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from types import MappingProxyType
+from typing import Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sltdata.errors import StoreError
-from sltdata.layouts import Layout, register_layout
+from sltdata.errors import ConfigError, StoreError
+from sltdata.layouts import Layout, get_layout
 from sltdata.sequence import Sequence
 
 STORE_FORMAT = "sltdata-store"
@@ -152,8 +153,8 @@ class Store:
             raise StoreError(f"{meta_path}: not a sequence store (format {self.meta.get('format')!r})")
         if not self.meta.get("complete"):
             raise StoreError(f"{self.path}: ingest did not finish; re-run the same `sltdata ingest` to complete it")
-        for d in self.meta.get("layouts", []):
-            register_layout(Layout.from_dict(d))
+        # The store carries its own layouts (store.json), so two stores may define one name differently.
+        self._layouts = {d["name"]: Layout.from_dict(d) for d in self.meta.get("layouts") or []}
         self.parts = [self.path / p["file"] for p in self.meta["parts"]]
         for p in self.parts:
             if not p.is_file():
@@ -161,6 +162,20 @@ class Store:
 
     def __len__(self) -> int:
         return int(self.meta["counts"]["stored"])
+
+    @property
+    def layouts(self) -> Mapping[str, Layout]:
+        """Name -> Layout of every layout the store's sequences use, as store.json defines them."""
+        return MappingProxyType(self._layouts)
+
+    def layout(self, name: str) -> Layout:
+        """The layout ``name`` as this store defines it (a built-in when store.json does not)."""
+        if name in self._layouts:
+            return self._layouts[name]
+        try:
+            return get_layout(name)
+        except ConfigError:
+            raise StoreError(f"{self.path}: layout {name!r} is neither in {META_FILE} nor built in") from None
 
     @property
     def labels(self) -> dict[str, int] | None:

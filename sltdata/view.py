@@ -49,8 +49,9 @@ def layout_colors(layout: Layout) -> np.ndarray:
                            for c in layout.components])
 
 
-def raw_panel(seq: Sequence) -> Panel:
-    layout = get_layout(seq.layout)
+def raw_panel(seq: Sequence, layout: Layout | None = None) -> Panel:
+    """``layout``: the sequence's layout as its store defines it (default: the built-in of that name)."""
+    layout = layout or get_layout(seq.layout)
     return Panel("raw", seq.landmarks[:, :, :2], layout_edges(layout), layout_colors(layout))
 
 
@@ -150,7 +151,7 @@ def sequence_title(seq: Sequence) -> str:
     return "  ".join(s for s in (seq.key, what, who) if s)
 
 
-def transformed_panel(seq: Sequence, config, seed: int = 0) -> Panel:
+def transformed_panel(seq: Sequence, config, seed: int = 0, layout: Layout | None = None) -> Panel:
     """The sequence after a transform pipeline, drawn as points of the layout again.
 
     The positions are read back through ``Pipeline.feature_layout`` (the transforms package owns the
@@ -162,7 +163,8 @@ def transformed_panel(seq: Sequence, config, seed: int = 0) -> Panel:
     from sltdata.transforms import build_pipeline, load_transform_config, sample_rng
 
     cfg = load_transform_config(config)
-    pipe = build_pipeline(cfg, layout=seq.layout)
+    layout = layout or get_layout(seq.layout)
+    pipe = build_pipeline(cfg, layout=layout)
     augmented = bool(getattr(getattr(cfg, "augment", None), "any", False))
     rng = sample_rng(seed, seq.key) if augmented else None
     features, mask = pipe(seq.landmarks, rng=rng, train=augmented)
@@ -183,8 +185,10 @@ def view_sequence(store: str | Path, key: str, out: str | Path, transform=None, 
     """
     from sltdata.store import Store
 
-    seq = Store(store).get(key)
-    panels = [raw_panel(seq)]
+    store = Store(store)
+    seq = store.get(key)
+    layout = store.layout(seq.layout)
+    panels = [raw_panel(seq, layout)]
     if transform is not None:
-        panels.append(transformed_panel(seq, transform, seed=seed))
+        panels.append(transformed_panel(seq, transform, seed=seed, layout=layout))
     return animate(panels, out, sequence_title(seq), fps=fps or seq.fps or DEFAULT_FPS)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sltdata.data import IGNORE_INDEX, ShardIndex, loader
+from sltdata.loader import IGNORE_INDEX, ShardIndex, loader
 from sltdata.errors import ConfigError
 from sltdata.shards import ShardError, write_shards
 from sltdata.store import Store
@@ -171,7 +171,7 @@ def test_npy_members_load_without_pickle(shards):
 def test_object_npy_is_refused():
     import io
 
-    from sltdata.data import load_npy
+    from sltdata.shards.read import load_npy
 
     # An object-dtype npy: the header alone says its payload would need unpickling.
     buf = io.BytesIO()

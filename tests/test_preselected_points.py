@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sltdata.data import loader  # noqa: E402
+from sltdata.loader import loader  # noqa: E402
 from sltdata.shards import write_shards  # noqa: E402
 from sltdata.testing import fake_landmarks  # noqa: E402
 from sltdata.transforms import build_pipeline  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sltdata.shards as shards_mod
+import sltdata.shards.write as shards_mod
 from sltdata.shards import MEMBER_RE, ShardError, ShardIndex, sanitize_key, verify_shards, write_shards
 from sltdata.store import Store
 from sltdata.testing import fake_sequence

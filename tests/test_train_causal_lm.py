@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sltdata.data import IGNORE_INDEX
+from sltdata.loader import IGNORE_INDEX
 from sltdata.errors import ConfigError
 from sltdata.testing.text import bundled_config, text_shards
 from sltdata.train.base import DatasetInfo

@@ -29,8 +29,9 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from sltdata.data import IGNORE_INDEX
+from sltdata.loader import IGNORE_INDEX
 from sltdata.errors import ConfigError
+from sltdata.loader import IGNORE_INDEX
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.common.pose_encoder import PoseProjector

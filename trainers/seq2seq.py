@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sltdata.data import IGNORE_INDEX
+from sltdata.loader import IGNORE_INDEX
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.common.pose_encoder import PoseProjector
@@ -65,7 +65,7 @@ class PoseSeq2Seq(nn.Module):
 
 
 def text_labels(tokenizer, texts: list, max_length: int, device) -> torch.Tensor:
-    """Token ids of the target sentences, padding -> IGNORE_INDEX (-100: ignored by the loss)."""
+    """Token ids of the target sentences, padding -> IGNORE_INDEX (ignored by the loss)."""
     enc = tokenizer(text_target=[t or "" for t in texts], max_length=max_length, truncation=True,
                     padding=True, return_tensors="pt")
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)

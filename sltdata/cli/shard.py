@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from sltdata.cli import app, console
+from sltdata.folds import FOLD_DEFAULTS
+from sltdata.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
 
 
 def _print_plan(index) -> None:
@@ -20,11 +22,13 @@ def _print_plan(index) -> None:
 def shard(
     store: Path = typer.Argument(..., help="Sequence store directory (from `sltdata ingest`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Shard directory to write (tars + index.json)."),
-    folds: int = typer.Option(5, help="Cross-validation folds, grouped by participant."),
-    test_fraction: float = typer.Option(0.0, help="Fraction of sequences held out as `test`, by whole participants."),
-    seed: int = typer.Option(0, help="Seed for fold assignment; the same store and seed write identical bytes."),
-    max_samples_per_shard: int = typer.Option(1000, help="Start a new shard after this many sequences."),
-    max_shard_bytes: int = typer.Option(256 * 2**20, help="Start a new shard before it would pass this size."),
+    folds: int = typer.Option(FOLD_DEFAULTS.folds, help="Cross-validation folds, grouped by participant."),
+    test_fraction: float = typer.Option(FOLD_DEFAULTS.test_fraction,
+                                        help="Fraction of sequences held out as `test`, by whole participants."),
+    seed: int = typer.Option(FOLD_DEFAULTS.seed,
+                             help="Seed for fold assignment; the same store and seed write identical bytes."),
+    max_samples_per_shard: int = typer.Option(DEFAULT_MAX_SAMPLES, help="Start a new shard after this many sequences."),
+    max_shard_bytes: int = typer.Option(DEFAULT_MAX_BYTES, help="Start a new shard before it would pass this size."),
     transform: Optional[Path] = typer.Option(None, help="Transform config (YAML): store features instead of raw landmarks."),
     overwrite: bool = typer.Option(False, help="Replace shards already in --out."),
 ):
@@ -55,9 +59,11 @@ def shard(
 def export_hf(
     store: Path = typer.Argument(..., help="Sequence store directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the DatasetDict (save_to_disk)."),
-    folds: int = typer.Option(5, help="Cross-validation folds, grouped by participant."),
-    test_fraction: float = typer.Option(0.0, help="Fraction held out as `test`, by whole participants."),
-    seed: int = typer.Option(0, help="Seed for fold assignment (the same as `sltdata shard` gives the same folds)."),
+    folds: int = typer.Option(FOLD_DEFAULTS.folds, help="Cross-validation folds, grouped by participant."),
+    test_fraction: float = typer.Option(FOLD_DEFAULTS.test_fraction,
+                                        help="Fraction held out as `test`, by whole participants."),
+    seed: int = typer.Option(FOLD_DEFAULTS.seed,
+                             help="Seed for fold assignment (the same as `sltdata shard` gives the same folds)."),
     overwrite: bool = typer.Option(False, help="Replace --out."),
 ):
     """Write a HuggingFace DatasetDict with one split per fold (and `test`)."""

@@ -17,6 +17,7 @@ from typing import ClassVar, Iterator
 import numpy as np
 
 from sltdata.errors import ConfigError
+from sltdata.layouts import Layout, get_layout
 from sltdata.manifest import ManifestRow
 from sltdata.recipes import Recipe
 from sltdata.sequence import Sequence
@@ -48,6 +49,11 @@ class Source(ABC):
     @abstractmethod
     def landmark_file(self, row: ManifestRow) -> str:
         """The landmark file a manifest row points at, relative to the dataset root."""
+
+    def layout(self, name: str) -> Layout:
+        """The Layout a sequence this source read names (ingest records it in store.json). Built-ins
+        here; a source that reads layouts from its files (``.pose`` headers) answers for those."""
+        return get_layout(name)
 
     @abstractmethod
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:

@@ -21,7 +21,7 @@ from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderD
 
 from sltdata.errors import SourceError
 from sltdata.layouts import (HAND_EDGES, HAND_POINTS, HOLISTIC_543, POSE_EDGES, POSE_FORMAT_HOLISTIC,
-                             POSE_POINTS, Component, Layout, register_layout)
+                             POSE_POINTS, Component, Layout)
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
 from sltdata.sources import Source, coordinate_problem, register_source
@@ -157,6 +157,13 @@ class PoseFiles(Source):
         stem = PurePosixPath(row.path).stem if row.path else row.key
         return str(PurePosixPath(self.recipe.pose_dir) / f"{stem}.pose")
 
+    def __init__(self, root: Path, recipe):
+        super().__init__(root, recipe)
+        self._layouts: dict[str, Layout] = {HOLISTIC_543.name: HOLISTIC_543}  # the layouts read so far
+
+    def layout(self, name: str) -> Layout:
+        return self._layouts[name] if name in self._layouts else super().layout(name)
+
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
         to_holistic = self.recipe.layout == HOLISTIC_543.name
         pose = load_pose(file)
@@ -169,8 +176,9 @@ class PoseFiles(Source):
         problem = coordinate_problem(
             landmarks, self.max_abs_coordinate * frame_size(pose.header),
             f", the recipe's max_abs_coordinate ({self.max_abs_coordinate:g}) × the {dims.width}×{dims.height} frame")
-        if layout is not HOLISTIC_543:
-            register_layout(layout)
+        known = self._layouts.setdefault(layout.name, layout)
+        if known != layout:
+            raise SourceError(file, f"its header defines layout {layout.name} differently from an earlier file")
         for r in rows:
             if problem:
                 yield r.reject(problem, file=self.landmark_file(r))

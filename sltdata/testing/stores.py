@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sltdata.layouts import get_layout
+from sltdata.layouts import Layout, get_layout
 from sltdata.sequence import Sequence
 from sltdata.store import META_FILE, STORE_FORMAT, STORE_VERSION, part_name, write_json_atomic, write_part
 
 
 def store_from_sequences(sequences: list[Sequence], path: str | Path, labels: dict[str, int] | None = None,
-                         characters: dict[str, int] | None = None, part_size: int = 1000) -> Path:
-    """Write ``sequences`` as a finished store at ``path`` (parts of ``part_size``); returns the path."""
+                         characters: dict[str, int] | None = None, part_size: int = 1000,
+                         layouts: list[Layout] = ()) -> Path:
+    """Write ``sequences`` as a finished store at ``path`` (parts of ``part_size``); returns the path.
+    ``layouts``: definitions of the non-built-in layouts the sequences name (recorded in store.json)."""
     path = Path(path)
+    own = {layout.name: layout for layout in layouts}
     path.mkdir(parents=True, exist_ok=True)
     parts = []
     for i in range(0, max(len(sequences), 1), part_size):
@@ -25,7 +28,8 @@ def store_from_sequences(sequences: list[Sequence], path: str | Path, labels: di
     write_json_atomic(path / META_FILE, {
         "format": STORE_FORMAT, "version": STORE_VERSION, "complete": True,
         "recipe": {"name": "test", "source": "test", "columns": {}, "description": "made by store_from_sequences"},
-        "layouts": [get_layout(n).to_dict() for n in sorted({s.layout for s in sequences})],
+        "layouts": [own[n].to_dict() if n in own else get_layout(n).to_dict()
+                    for n in sorted({s.layout for s in sequences})],
         "labels": labels, "characters": characters,
         "counts": {"rows": len(sequences), "stored": len(sequences), "rejected": 0,
                    "frames": sum(s.frames for s in sequences)},

@@ -24,7 +24,7 @@ def bundled_config(name: str, **sections) -> dict:
 
 def split_texts(shards: str | Path, folds: list[str]) -> list[str]:
     """Every phrase of ``folds``, in index order."""
-    from sltdata.data import loader
+    from sltdata.loader import loader
 
     return [t for b in loader(shards, folds=folds, batch_size=256, target=None, train=False) for t in b["text"]]
 

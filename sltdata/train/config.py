@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from sltdata.config import build, merge, parse_overrides, read_source
+from sltdata.loader import DEFAULT_BATCH_SIZE
 from sltdata.transforms.config import TransformConfig
 
 __all__ = ["DataConfig", "LoopConfig", "RunConfig", "load_config", "parse_overrides", "save_config"]
@@ -58,10 +59,10 @@ class LoopConfig:
 
 @dataclass
 class DataConfig:
-    """Which shards feed the run and how they are batched (see ``sltdata.data.loader``)."""
+    """Which shards feed the run and how they are batched (see ``sltdata.loader.loader``)."""
 
     val_fold: Optional[int] = None         # validate on fold K, train on the others; null: train on all
-    batch_size: int = 64
+    batch_size: int = DEFAULT_BATCH_SIZE
     eval_batch_size: Optional[int] = None  # defaults to batch_size
     shuffle_buffer: int = 1000
     num_workers: int = 0

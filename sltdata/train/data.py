@@ -1,4 +1,4 @@
-"""Where the loop's batches come from: shards through ``sltdata.data.loader``, or plain tensors.
+"""Where the loop's batches come from: shards through ``sltdata.loader.loader``, or plain tensors.
 
 Both sources give the loop the same thing: an iterable of batch dicts per (split, epoch, rank), and a
 ``to_device`` step that moves a batch to the accelerator and produces ``batch["features"]`` (B, T, D)
@@ -7,7 +7,8 @@ a CUDA device, where ``sltdata.transforms.torch_ops.BatchAugment`` exists) the l
 the transforms and augmentations run batched on the device, so data loading stays cheap (the ISLR
 issue's "loader never the limit" goal).
 
-Splits are ``train`` (every fold but the validation fold), ``val`` (``fold{val_fold}``) and ``test``.
+Splits are ``train`` (every fold but the validation fold), ``val`` (``fold{val_fold}``) and ``test``
+(names from ``sltdata.shards``: ``fold_name``, ``TEST_SPLIT``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from sltdata.errors import ConfigError
+from sltdata.layouts import HOLISTIC_543
 from sltdata.train.base import DatasetInfo
 from sltdata.train.config import RunConfig
 
@@ -78,16 +80,18 @@ class TensorData:
 
 class ShardData:
     """Shards written by ``sltdata shard`` (``index.json`` + ``{split}-{i:06d}.tar``), read through
-    ``sltdata.data.loader`` with the run's transform config."""
+    ``sltdata.loader.loader`` with the run's transform config; pipelines are built on the layout as
+    the shard index defines it."""
 
     def __init__(self, path: str | Path, cfg: RunConfig, target: str | None):
-        from sltdata.data import ShardIndex
+        from sltdata.shards import ShardIndex
         from sltdata.transforms import build_pipeline, load_transform_config
 
         self.path = Path(path)
         self.index = ShardIndex.open(self.path)
         self.cfg, self.target = cfg, target
-        self.layout = (self.index.layouts or ["holistic-543"])[0]
+        self.layout_def = next(iter(self.index.layouts.values()), HOLISTIC_543)  # what pipelines are built on
+        self.layout = self.layout_def.name  # the name, for DatasetInfo
         if self.index.transform:  # shards already hold features: the loader passes them through
             if cfg.transforms:
                 log.warning("shards in %s hold transformed features; the config's transforms are ignored", self.path)
@@ -100,27 +104,30 @@ class ShardData:
             self.device_aug = cfg.data.augment_on == "device" or (
                 cfg.data.augment_on == "auto" and _runs_on_cuda(cfg.train.device) and _batch_augment_available())
             self.loader_transforms = None if self.device_aug else self.tcfg
-        pipe = build_pipeline(self.tcfg, layout=self.layout)
+        pipe = build_pipeline(self.tcfg, layout=self.layout_def)
         # With batched device augmentation the loader sends only the points the pipeline reads.
         self.points = pipe.input_points if self.device_aug else None
         self.info = DatasetInfo(feature_dim=int(pipe.feature_dim), max_length=pipe.max_length,
                                 labels=self.index.labels, characters=self.index.characters,
                                 layout=self.layout, transform=self.tcfg.to_dict())
         self._aug = None
-        self.fold_names = [f"fold{i}" for i in range(self.index.folds)]
+        self.fold_names = self.index.fold_names
 
     def split_names(self, split: str) -> list[str]:
+        from sltdata.shards import TEST_SPLIT, fold_name
+
         vf = self.cfg.data.val_fold
-        if vf is not None and f"fold{vf}" not in self.fold_names:
+        val = None if vf is None else fold_name(vf)
+        if val is not None and val not in self.fold_names:
             raise ConfigError(f"--val-fold {vf}: {self.path} has folds {', '.join(self.fold_names)}")
         if split == "train":
-            return [f for f in self.fold_names if vf is None or f != f"fold{vf}"]
+            return [f for f in self.fold_names if f != val]
         if split == "val":
-            return [] if vf is None else [f"fold{vf}"]
-        if split == "test":
-            if "test" not in self.index.splits:
+            return [] if val is None else [val]
+        if split == TEST_SPLIT:
+            if TEST_SPLIT not in self.index.splits:
                 raise ConfigError(f"{self.path} has no held-out test split (shard with --test-fraction)")
-            return ["test"]
+            return [TEST_SPLIT]
         if split in self.index.splits:
             return [split]
         raise ConfigError(f"unknown split {split!r} (train, val, test, or one of {', '.join(self.index.splits)})")
@@ -131,7 +138,7 @@ class ShardData:
 
     def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False) -> Iterable[dict]:
-        from sltdata.data import loader
+        from sltdata.loader import loader
 
         names = self.split_names(split)
         if not names:
@@ -148,7 +155,7 @@ class ShardData:
         if self.device_aug:
             if self._aug is None:
                 from sltdata.transforms.torch_ops import BatchAugment
-                self._aug = BatchAugment(self.tcfg, layout=self.layout, device=str(device), preselected=True)
+                self._aug = BatchAugment(self.tcfg, layout=self.layout_def, device=str(device), preselected=True)
             b["features"], b["mask"] = self._aug(b["landmarks"].float(), b["mask"], generator=generator,
                                                  train=train)
         else:

@@ -31,8 +31,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sltdata.data import IGNORE_INDEX
+from sltdata.loader import IGNORE_INDEX
 from sltdata.errors import ConfigError
+from sltdata.loader import IGNORE_INDEX
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import LoopConfig, RunConfig, save_config

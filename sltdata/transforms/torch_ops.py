@@ -100,7 +100,7 @@ class BatchAugment:
                  device: str | torch.device = "cpu", zeros_are_missing: bool = True, cpu_chunk: int = 8,
                  preselected: bool = False):
         """``preselected``: batches hold only ``self.pipe.input_points`` of the layout, in that order
-        (as ``sltdata.data.loader(points=...)`` sends them), not every point."""
+        (as ``sltdata.loader.loader(points=...)`` sends them), not every point."""
         self.pipe = build_pipeline(cfg, layout)
         self.cfg = self.pipe.cfg
         self.device = torch.device(device)

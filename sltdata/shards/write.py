@@ -1,22 +1,17 @@
-"""WebDataset shards: deterministic tars of ``KEY.landmarks.npy`` + ``KEY.json`` per sequence, by fold.
+"""Writing shards: deterministic tars of ``KEY.landmarks.npy`` + ``KEY.json`` per sequence, by fold.
 
-Layout of a shard directory (the contract in DESIGN.md and docs/interfaces.md)::
+Layout of a shard directory (the contract in DESIGN.md and docs/interfaces.md; names in ``index.py``)::
 
     fold0-000000.tar ... fold{K-1}-NNNNNN.tar [test-NNNNNN.tar]
     index.json    every shard's sample count, bytes and sha256; participant -> fold; label and
-                  character maps; the transform config when features were stored; the seed
+                  character maps; the layouts (names and definitions); the transform config when
+                  features were stored; the seed
 
-Why the tars are written by hand (headers from ``tarfile.TarInfo.tobuf``, data streamed after them)
-rather than through ``tarfile.addfile`` or webdataset's ``TarWriter``: every byte must be a function
-of the store and the seed (member order, mtime 0, uid/gid 0, empty user/group names, mode 0444), the
-sha256 is taken while writing (no second read), and the landmarks go from the Arrow buffer to the file
-without an intermediate ``np.save`` copy. The result is a plain ustar/pax archive that ``tarfile``,
-webdataset and ``datasets.load_dataset("webdataset")`` read as is.
-
-Keys: webdataset splits a member name at the first dot of its basename, and a ``/`` would make a
-directory, so a key is kept as is only when it is made of ``[A-Za-z0-9_-]``; otherwise its other
-characters become ``_`` and ``-`` plus the first 10 hex digits of its sha1 are appended. The
-original key is always in ``KEY.json``.
+Why the tars are framed by hand (``tar.member_header`` then the data streamed after it) rather than
+through ``tarfile.addfile`` or webdataset's ``TarWriter``: every byte must be a function of the store
+and the seed, the sha256 is taken while writing (no second read), and the landmarks go from the Arrow
+buffer to the file without an intermediate ``np.save`` copy. The result is a plain ustar/pax archive
+that ``tarfile``, webdataset and ``datasets.load_dataset("webdataset")`` read as is.
 
 Roll-over follows webdataset's ``ShardWriter``: a new shard starts when the current one holds
 ``max_samples_per_shard`` samples or the next sample would take it past ``max_shard_bytes``.
@@ -33,56 +28,20 @@ import json
 import logging
 import os
 import queue
-import re
-import tarfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from sltdata.errors import SltdataError
-from sltdata.folds import FoldPlan, assign_store_folds
-from sltdata.store import METADATA_COLUMNS, Store, table_landmarks, write_json_atomic
+from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
+from sltdata.shards import tar
+from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION,
+                                  JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, SHARD_RE, ShardError, ShardIndex,
+                                  sample_record, sanitize_key, shard_name)
+from sltdata.store import META_FILE, METADATA_COLUMNS, Store, table_landmarks, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-INDEX_FILE = "index.json"
-INDEX_FORMAT = "sltdata-shards"
-INDEX_VERSION = 1
-DEFAULT_MAX_SAMPLES = 1000
-DEFAULT_MAX_BYTES = 256 * 2**20
-SHARD_RE = re.compile(r"^(fold\d+|test)-\d{6}\.tar$")
-MEMBER_RE = re.compile(r"^[A-Za-z0-9_-]+\.(landmarks\.npy|mask\.npy|json)$")
-_SAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
-_BLOCK = tarfile.BLOCKSIZE
-_RECORD = tarfile.RECORDSIZE
-
-
-class ShardError(SltdataError):
-    """A shard directory that is missing, unfinished, or holds a damaged shard."""
-
-
-def shard_name(split: str, index: int) -> str:
-    return f"{split}-{index:06d}.tar"
-
-
-def sanitize_key(key: str) -> str:
-    """A member-name-safe, dot-free key; unchanged when already safe (see the module docstring)."""
-    safe = _SAFE_KEY.sub("_", key)
-    if safe == key and key:
-        return key
-    return f"{safe}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:10]}"
-
-
-SAMPLE_FIELDS = ("key", "label", "text", "participant", "layout", "source", "frames", "fps")
-
-
-def sample_record(meta: dict, split: str) -> dict:
-    """A sample's ``KEY.json`` (DESIGN.md's shard contract, plus fps) from a store metadata row; the
-    HF export's rows carry the same fields."""
-    return {**{f: meta[f] for f in SAMPLE_FIELDS}, "fold": split}
 
 
 def characters_from_texts(texts: Iterable[str | None]) -> dict[str, int] | None:
@@ -144,16 +103,6 @@ class _HashingFile:
             raise self._error
 
 
-def _member_header(name: str, size: int) -> bytes:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mtime, ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = size, 0, 0o444, 0, 0, "", ""
-    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
-def _tar_size(header: int, size: int) -> int:
-    return header + size + (-size) % _BLOCK
-
-
 class _SplitWriter:
     """One split's shards, rolled over by count and size; each written under a temp name."""
 
@@ -173,11 +122,11 @@ class _SplitWriter:
 
     def write(self, members: list[tuple[str, list]]) -> None:
         """``members``: (name, [buffers]) in order; the buffers are concatenated as the member's data."""
-        headers = [_member_header(name, sum(memoryview(b).nbytes for b in bufs)) for name, bufs in members]
-        size = sum(_tar_size(len(h), sum(memoryview(b).nbytes for b in bufs))
+        headers = [tar.member_header(name, sum(memoryview(b).nbytes for b in bufs)) for name, bufs in members]
+        size = sum(tar.member_size(len(h), sum(memoryview(b).nbytes for b in bufs))
                    for h, (_, bufs) in zip(headers, members))
         if self.f is not None and (self.count >= self.max_samples or
-                                   self.f.bytes + size + 2 * _BLOCK > self.max_bytes):
+                                   self.f.bytes + size + 2 * tar.BLOCK > self.max_bytes):
             self.close()
         if self.f is None:
             self._open()
@@ -187,17 +136,14 @@ class _SplitWriter:
             for b in bufs:
                 self.f.write(b)
                 n += memoryview(b).nbytes
-            if n % _BLOCK:
-                self.f.write(b"\0" * (_BLOCK - n % _BLOCK))
+            if tar.padding(n):
+                self.f.write(b"\0" * tar.padding(n))
         self.count += 1
 
     def close(self) -> None:
         if self.f is None:
             return
-        # end of archive: two zero blocks, padded to a whole record, as tarfile.close() does
-        end = 2 * _BLOCK
-        end += (-(self.f.bytes + end)) % _RECORD
-        self.f.write(b"\0" * end)
+        self.f.write(b"\0" * tar.end_of_archive(self.f.bytes))
         self.f.close()
         os.replace(self.out / (self.name + ".tmp"), self.out / self.name)
         self.on_close({"file": self.name, "split": self.split, "samples": self.count, "bytes": self.f.bytes,
@@ -249,21 +195,23 @@ def _clean(out: Path) -> None:
 
 
 def _store_summary(store: Store) -> dict:
-    meta_bytes = (store.path / "store.json").read_bytes()
+    meta_bytes = (store.path / META_FILE).read_bytes()
     recipe = store.meta.get("recipe") or {}
     return {"recipe": recipe.get("name"), "source": recipe.get("source"), "sequences": len(store),
             "counts": store.meta.get("counts"), "store_json_sha256": hashlib.sha256(meta_bytes).hexdigest()}
 
 
-def write_shards(store: Store | str | Path, out: str | Path, folds: int = 5, test_fraction: float = 0.0,
-                 seed: int = 0, max_samples_per_shard: int = DEFAULT_MAX_SAMPLES,
+def write_shards(store: Store | str | Path, out: str | Path, folds: int = FOLD_DEFAULTS.folds,
+                 test_fraction: float = FOLD_DEFAULTS.test_fraction, seed: int = FOLD_DEFAULTS.seed,
+                 max_samples_per_shard: int = DEFAULT_MAX_SAMPLES,
                  max_shard_bytes: int = DEFAULT_MAX_BYTES, transform=None, overwrite: bool = False,
                  progress: Callable[[int], None] | None = None) -> "ShardIndex":
     """Write a store as WebDataset shards by fold; returns the written index.
 
     Streams the store batch by batch, so memory holds one batch plus the fold plan. ``transform``
     (a transform config path, dict or TransformConfig) stores ``build_pipeline(cfg)(landmarks)``
-    features and their frame mask (``KEY.mask.npy``) instead of raw landmarks.
+    features and their frame mask (``KEY.mask.npy``) instead of raw landmarks, each pipeline built on
+    the layout as this store defines it.
     """
     store = store if isinstance(store, Store) else Store(store)
     out = Path(out)
@@ -303,16 +251,16 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = 5, tes
                 record = sample_record(m, split)
                 if cfg is None:
                     arr = np.ascontiguousarray(lm, dtype=np.float32)
-                    members = [(f"{safe}.landmarks.npy", [npy_header(arr), arr.data])]
+                    members = [(f"{safe}.{LANDMARKS_MEMBER}", [npy_header(arr), arr.data])]
                 else:
                     if m["layout"] not in pipelines:
-                        pipelines[m["layout"]] = build_pipeline(cfg, layout=m["layout"])
+                        pipelines[m["layout"]] = build_pipeline(cfg, layout=store.layout(m["layout"]))
                     features, mask = pipelines[m["layout"]](lm, rng=None, train=False)
                     features = np.ascontiguousarray(features, dtype=np.float32)
                     mask = np.ascontiguousarray(mask, dtype=bool)
-                    members = [(f"{safe}.landmarks.npy", [npy_header(features), features.data]),
-                               (f"{safe}.mask.npy", [npy_header(mask), mask.data])]
-                members.append((f"{safe}.json", [json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")]))
+                    members = [(f"{safe}.{LANDMARKS_MEMBER}", [npy_header(features), features.data]),
+                               (f"{safe}.{MASK_MEMBER}", [npy_header(mask), mask.data])]
+                members.append((f"{safe}.{JSON_MEMBER}", [json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")]))
                 writers[split].write(members)
                 stats[split]["samples"] += 1
                 stats[split]["frames"] += int(m["frames"])
@@ -337,7 +285,7 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = 5, tes
         splits[s] = {"samples": stats[s]["samples"], "frames": stats[s]["frames"], "shards": len(shards),
                      "bytes": sum(c["bytes"] for c in shards), "participants": participants_per_split[s]}
     characters = store.characters if store.characters is not None else characters_from_texts(texts_seen)
-    layout_defs = [d for d in store.meta.get("layouts", []) if d.get("name") in layouts]
+    layout_defs = [layout.to_dict() for name, layout in store.layouts.items() if name in layouts]
     index = {
         "format": INDEX_FORMAT, "version": INDEX_VERSION, "folds": plan.folds, "seed": seed,
         "test_fraction": test_fraction, "stratified": plan.stratified, "ungrouped_sequences": plan.ungrouped,
@@ -351,164 +299,3 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = 5, tes
     }
     write_json_atomic(out / INDEX_FILE, index)
     return ShardIndex(out, index)
-
-
-@dataclass
-class ShardIndex:
-    """A shard directory's ``index.json``, opened for reading."""
-
-    path: Path  # the shard directory
-    data: dict
-
-    @classmethod
-    def open(cls, path: str | Path) -> "ShardIndex":
-        path = Path(path)
-        index_path = path if path.name == INDEX_FILE or path.suffix == ".json" else path / INDEX_FILE
-        if not index_path.is_file():
-            hint = " (an unfinished `sltdata shard` run? re-run it)" if path.is_dir() and any(path.glob("*.tar*")) else ""
-            raise ShardError(f"{index_path}: no shard index{hint}")
-        try:
-            data = json.loads(index_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ShardError(f"{index_path}: unreadable ({e})") from None
-        if data.get("format") != INDEX_FORMAT:
-            raise ShardError(f"{index_path}: not a shard index (format {data.get('format')!r})")
-        from sltdata.layouts import Layout, register_layout
-
-        for d in data.get("layout_definitions", []):
-            register_layout(Layout.from_dict(d))
-        return cls(index_path.parent, data)
-
-    @property
-    def labels(self) -> dict[str, int] | None:
-        return self.data.get("labels")
-
-    @property
-    def characters(self) -> dict[str, int] | None:
-        return self.data.get("characters")
-
-    @property
-    def splits(self) -> dict[str, dict]:
-        return self.data["splits"]
-
-    @property
-    def shards(self) -> list[dict]:
-        return self.data["shards"]
-
-    @property
-    def folds(self) -> int:
-        return int(self.data["folds"])
-
-    @property
-    def participants(self) -> dict[str, str]:
-        return self.data["participants"]
-
-    @property
-    def transform(self) -> dict | None:
-        return self.data.get("transform")
-
-    @property
-    def layouts(self) -> list[str]:
-        return list(self.data.get("layouts", []))
-
-    def _check(self, splits) -> list[str]:
-        if splits is None:
-            return [s for s in self.splits if s != "test"]
-        if isinstance(splits, str):
-            splits = [splits]
-        unknown = [s for s in splits if s not in self.splits]
-        if unknown:
-            raise ShardError(f"{self.path}: no split(s) {', '.join(unknown)} (it has {', '.join(self.splits)})")
-        return list(splits)
-
-    def shards_for(self, splits=None) -> list[str]:
-        """Shard paths of ``splits`` (names or one name; None = every fold, not test), in index order."""
-        wanted = set(self._check(splits))
-        return [str(self.path / s["file"]) for s in self.shards if s["split"] in wanted]
-
-    def samples(self, splits=None) -> int:
-        return sum(self.splits[s]["samples"] for s in self._check(splits))
-
-    def expected_samples(self) -> dict[str, int]:
-        """Shard path -> sample count, for checks while reading."""
-        return {str(self.path / s["file"]): int(s["samples"]) for s in self.shards}
-
-
-class _HashingReader:
-    def __init__(self, f):
-        self.f, self.sha, self.bytes = f, hashlib.sha256(), 0
-
-    def read(self, n=-1):
-        data = self.f.read(n)
-        self.sha.update(data)
-        self.bytes += len(data)
-        return data
-
-
-def count_samples(fileobj) -> tuple[int, list[str]]:
-    """Samples (distinct keys) in a tar stream and the member names that break the naming contract."""
-    keys, bad, last = 0, [], None
-    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
-        for member in tar:
-            if not member.isreg() or not MEMBER_RE.match(member.name):
-                bad.append(member.name)
-                continue
-            key = member.name.split(".", 1)[0]
-            if key != last:
-                keys, last = keys + 1, key
-    return keys, bad
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    shards: int
-    samples: int
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def verify_shards(path: str | Path, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Check every shard's existence, size, sha256, member names and sample count against the index."""
-    idx = ShardIndex.open(path)
-    problems, samples = [], 0
-    for s in idx.shards:
-        p = idx.path / s["file"]
-        if not p.is_file():
-            problems.append(f"{s['file']}: missing")
-            continue
-        with open(p, "rb") as f:
-            reader = _HashingReader(f)
-            try:
-                n, bad = count_samples(reader)
-            except (tarfile.TarError, EOFError, OSError) as e:
-                n, bad = None, []
-                problems.append(f"{s['file']}: not a readable tar ({e})")
-            while reader.read(1 << 20):
-                pass
-        if reader.bytes != s["bytes"]:
-            problems.append(f"{s['file']}: {reader.bytes} bytes, index says {s['bytes']} (truncated or replaced)")
-        if reader.sha.hexdigest() != s["sha256"]:
-            problems.append(f"{s['file']}: sha256 mismatch (corrupted)")
-        if n is not None and n != s["samples"]:
-            problems.append(f"{s['file']}: {n} samples, index says {s['samples']}")
-        if bad:
-            problems.append(f"{s['file']}: unexpected member(s) {', '.join(bad[:3])}")
-        samples += n or 0
-        if progress is not None:
-            progress(1)
-    for split, info in idx.splits.items():
-        listed = sum(s["samples"] for s in idx.shards if s["split"] == split)
-        if listed != info["samples"]:
-            problems.append(f"split {split}: shards list {listed} samples, split says {info['samples']}")
-    listed = {s["file"] for s in idx.shards}
-    for p in sorted(idx.path.iterdir()):
-        if SHARD_RE.match(p.name) and p.name not in listed:
-            problems.append(f"{p.name}: shard not in {INDEX_FILE}")
-    return VerifyReport(shards=len(idx.shards), samples=samples, problems=problems)
-
-
-def plan_summary(plan: FoldPlan) -> str:
-    return ", ".join(f"{s} {n}" for s, n in plan.counts().items())
