@@ -12,6 +12,14 @@ from sltdata.folds import FOLD_DEFAULTS
 from sltdata.shards import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES
 
 
+# Fold options shared by `shard` and `export-hf`: the same store and options give the same folds.
+FOLDS = typer.Option(FOLD_DEFAULTS.folds, help="Cross-validation folds, grouped by participant.")
+TEST_FRACTION = typer.Option(FOLD_DEFAULTS.test_fraction,
+                             help="Fraction of sequences held out as `test`, by whole participants.")
+SEED = typer.Option(FOLD_DEFAULTS.seed, help="Seed for fold assignment; the same store and seed give the same folds "
+                                             "(and, for `shard`, identical bytes).")
+
+
 def _print_plan(index) -> None:
     for split, info in index.splits.items():
         typer.echo(f"  {split}: {info['samples']} sequences, {info['participants']} participants, "
@@ -22,11 +30,9 @@ def _print_plan(index) -> None:
 def shard(
     store: Path = typer.Argument(..., help="Sequence store directory (from `sltdata ingest`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Shard directory to write (tars + index.json)."),
-    folds: int = typer.Option(FOLD_DEFAULTS.folds, help="Cross-validation folds, grouped by participant."),
-    test_fraction: float = typer.Option(FOLD_DEFAULTS.test_fraction,
-                                        help="Fraction of sequences held out as `test`, by whole participants."),
-    seed: int = typer.Option(FOLD_DEFAULTS.seed,
-                             help="Seed for fold assignment; the same store and seed write identical bytes."),
+    folds: int = FOLDS,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = SEED,
     max_samples_per_shard: int = typer.Option(DEFAULT_MAX_SAMPLES, help="Start a new shard after this many sequences."),
     max_shard_bytes: int = typer.Option(DEFAULT_MAX_BYTES, help="Start a new shard before it would pass this size."),
     transform: Optional[Path] = typer.Option(None, help="Transform config (YAML): store features instead of raw landmarks."),
@@ -59,11 +65,9 @@ def shard(
 def export_hf(
     store: Path = typer.Argument(..., help="Sequence store directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the DatasetDict (save_to_disk)."),
-    folds: int = typer.Option(FOLD_DEFAULTS.folds, help="Cross-validation folds, grouped by participant."),
-    test_fraction: float = typer.Option(FOLD_DEFAULTS.test_fraction,
-                                        help="Fraction held out as `test`, by whole participants."),
-    seed: int = typer.Option(FOLD_DEFAULTS.seed,
-                             help="Seed for fold assignment (the same as `sltdata shard` gives the same folds)."),
+    folds: int = FOLDS,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = SEED,
     overwrite: bool = typer.Option(False, help="Replace --out."),
 ):
     """Write a HuggingFace DatasetDict with one split per fold (and `test`)."""

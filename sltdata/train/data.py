@@ -102,7 +102,7 @@ class ShardData:
             # Batched augmentation pays off on a GPU; on a CPU the per-sample NumPy path in the
             # loader workers is faster (benchmarks/train_islr.py), so "auto" picks by device.
             self.device_aug = cfg.data.augment_on == "device" or (
-                cfg.data.augment_on == "auto" and _runs_on_cuda(cfg.train.device) and _batch_augment_available())
+                cfg.data.augment_on == "auto" and _runs_on_cuda(cfg.train.device))
             self.loader_transforms = None if self.device_aug else self.tcfg
         pipe = build_pipeline(self.tcfg, layout=self.layout_def)
         # With batched device augmentation the loader sends only the points the pipeline reads.
@@ -166,10 +166,3 @@ class ShardData:
 def _runs_on_cuda(device: str) -> bool:
     return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
-
-def _batch_augment_available() -> bool:
-    try:
-        from sltdata.transforms.torch_ops import BatchAugment  # noqa: F401
-    except ImportError:
-        return False
-    return True
