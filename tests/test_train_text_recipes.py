@@ -130,3 +130,23 @@ def test_conformer_first_attention_block_knows_frame_order():
     t = torch.arange(3.0)[:, None]
     assert torch.allclose(pe, torch.cat([torch.sin(t / torch.tensor([1.0, 100.0])),
                                          torch.cos(t / torch.tensor([1.0, 100.0]))], 1), atol=1e-6)
+
+
+# --- Fingerspelling 2nd place: AWP leaves biases and norms alone ----------------------------------------
+
+def test_awp_with_bias_norm_exclusion_moves_only_weight_matrices():
+    from sltdata.train.optim import awp_perturb, awp_restore, bias_or_norm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 2))
+    x = torch.randn(5, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    moved = awp_perturb(model, lambda: model(x).pow(2).sum(), lam=0.5, exclude=bias_or_norm)
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"0.weight", "2.weight"}
+    g = after["0.weight"] - before["0.weight"]
+    assert torch.allclose(g.norm(), torch.tensor(0.5), atol=1e-3)       # lam * g / ||g||, per tensor
+    awp_restore(moved)
+    assert all(torch.allclose(model.state_dict()[k], before[k]) for k in before)
+    assert load_config(bundled_config("ctc-default"), model_class=CTCConfig).train.awp_exclude == "bias-norm"

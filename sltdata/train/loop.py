@@ -36,7 +36,7 @@ from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import LoopConfig, RunConfig, save_config
-from sltdata.train.optim import Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler
+from sltdata.train.optim import AWP_EXCLUDE, Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -428,7 +428,8 @@ def forward_backward(s: Session, b: dict, awp_on: bool, sync: bool) -> torch.Ten
     moved = []
     if awp_on:
         with autocast(s.device, tc.precision):
-            moved = awp_perturb(s.raw, lambda: s.trainer.loss(s.raw, b, model_cfg), tc.awp_lambda)
+            moved = awp_perturb(s.raw, lambda: s.trainer.loss(s.raw, b, model_cfg), tc.awp_lambda,
+                                exclude=AWP_EXCLUDE[tc.awp_exclude])
     no_sync = s.model.no_sync() if (s.dd.world_size > 1 and not sync) else contextlib.nullcontext()
     with no_sync:
         with autocast(s.device, tc.precision):
