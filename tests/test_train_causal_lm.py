@@ -10,11 +10,13 @@ from safetensors.torch import load_file
 
 from sltdata.loader import IGNORE_INDEX
 from sltdata.errors import ConfigError
-from sltdata.testing.text import bundled_config, text_shards
+from sltdata.testing import synth_store
+from sltdata.testing.text import bundled_config, split_texts, text_shards
 from sltdata.train.base import DatasetInfo
 from sltdata.train.config import load_config
 from sltdata.train.runs import train
 from trainers.causal_lm import CausalLMConfig, CausalLMTrainer, target_ids
+from trainers.common.translation import translation_metrics
 
 TINY = bundled_config("causal-lm-tiny")
 # peft asks transformers a deprecated question while wrapping the model; not ours to fix
@@ -31,7 +33,7 @@ def shards(pose_store, tmp_path_factory):
 
 def tiny_model(**model):
     torch.manual_seed(0)
-    cfg = load_config({"model": {**TINY["model"], **model}}, model_class=CausalLMConfig).model
+    cfg = load_config({"model": {**TINY["model"], "lora": True, **model}}, model_class=CausalLMConfig).model
     return CausalLMTrainer().build(cfg, DatasetInfo(feature_dim=6)).eval()
 
 
@@ -45,7 +47,8 @@ def batch(b=3, t=12):
 
 def test_only_lora_adapters_and_the_projector_train(shards, tmp_path):
     run = tmp_path / "run"
-    cfg = bundled_config("causal-lm-tiny", train={"epochs": 1, "max_steps": 3, "log_every": 1})
+    cfg = bundled_config("causal-lm-tiny", train={"epochs": 1, "max_steps": 3, "log_every": 1},
+                         model={"lora": True})
     train("causal-lm", shards, run, cfg)
     torch.manual_seed(load_config(cfg).train.seed)             # the loop builds under the run's seed
     before = CausalLMTrainer().build(load_config(cfg).model, DatasetInfo.load(run / "dataset.json")).state_dict()
@@ -103,3 +106,17 @@ def test_unknown_lora_target_module_is_a_config_error():
 def test_an_encoder_decoder_model_is_refused_with_a_pointer_to_seq2seq():
     with pytest.raises(ConfigError, match="seq2seq"):
         tiny_model(model_config={"model_type": "t5", "d_model": 16, "num_layers": 1, "num_heads": 2})
+
+
+def test_tiny_recipe_learns_synth_sentences_beyond_the_empty_output(tmp_path):
+    # 120 sentences of 2-5 words from 8, validation fold 0 held out. The recipe used to freeze a random
+    # Llama under LoRA and ended at the empty output's scores (BLEU 0, chrF ~0); trained whole it
+    # reaches chrF ~34 and BLEU ~2 in 20 epochs (~10 s on one core).
+    store = synth_store("pose", tmp_path, sequences=120, words=8, participants=4)
+    shards = text_shards(store, tmp_path / "shards", folds=4)
+    summary = train("causal-lm", shards, tmp_path / "run", bundled_config("causal-lm-tiny"), val_fold=0)
+    refs = split_texts(shards, ["fold0"])
+    empty = translation_metrics([""] * len(refs), refs)
+    assert empty["chrf"] == 0.0 and empty["bleu"] == 0.0
+    assert summary["val"]["chrf"] > empty["chrf"] + 15 and summary["best"] > empty["bleu"] + 0.5
+    assert summary["val"]["loss"] < 2.0                             # from ~5.9 (uniform over bytes)

@@ -126,6 +126,11 @@ def test_tiny_ctc_model_spells_synth_phrases_far_above_the_constant_phrase_basel
     val = summary["val"]
     assert summary["best"] >= 0.3 >= baseline + 0.1, (phrase, baseline, summary)
     assert val["greedy_score"] >= 0.25                      # without the LM, too
+    # every training sample is counted each epoch; none of the synth phrases outruns its frames
+    ends = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "epoch_end" in x]
+    per_epoch = len(split_texts(shards, ["fold1", "fold2", "fold3"])) // 16 * 16
+    assert [(r["train_samples"], r["train_too_short"]) for r in ends] == [(per_epoch, 0)] * len(ends)
+    assert val["too_short"] == 0.0
     assert (run / "character_to_prediction_index.json").is_file()
 
 

@@ -57,7 +57,7 @@ def test_tiny_t5_drives_loss_down_and_beats_empty_output_bleu(trained_run):
 def test_evaluate_writes_predictions_beside_references(shards, trained_run):
     run, _ = trained_run
     metrics, out = evaluate_run(run, shards, split="val")
-    assert set(metrics) == {"loss", "bleu", "chrf", "rougeL"}
+    assert set(metrics) == {"loss", "bleu", "chrf", "rougeL", "too_short"}
     rows = list(csv.DictReader((out / "predictions.csv").open(encoding="utf-8")))
     assert set(rows[0]) == {"key", "reference", "prediction", "sentence_bleu"} and all(r["reference"] for r in rows)
 

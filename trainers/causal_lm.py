@@ -35,6 +35,7 @@ from sltdata.loader import IGNORE_INDEX
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.common.pose_encoder import PoseProjector
+from trainers.common.target_fit import FitCounter, require_no_cut
 from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, write_hf_export,
                                          load_hf_model, load_tokenizer)
 
@@ -73,6 +74,7 @@ class PoseCausalLM(nn.Module):
     def __init__(self, projector: PoseProjector, hf: nn.Module, tokenizer, prompt: str):
         super().__init__()
         self.projector, self.hf, self.tokenizer = projector, hf, tokenizer
+        self.fit_counter = FitCounter()           # counted, not warned: attention needs no frame per token
         lead = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
         self.register_buffer("lead_ids", torch.tensor(lead, dtype=torch.long), persistent=False)
@@ -154,6 +156,7 @@ class CausalLMTrainer(TranslationTrainer):
     def build(self, cfg: CausalLMConfig, info: DatasetInfo) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
+        require_no_cut(info.transform, self.name)
         self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.model)
         kwargs = {}
         if cfg.load_in != "none":
@@ -169,6 +172,9 @@ class CausalLMTrainer(TranslationTrainer):
         if cfg.load_in != "none":
             from peft import prepare_model_for_kbit_training
             hf = prepare_model_for_kbit_training(hf)
+        if cfg.lora and cfg.model_config is not None:
+            log.warning("model.lora: true on a model built from model_config freezes random weights; only the "
+                        "adapters and the projector learn (set model.lora: false to train the whole model)")
         if cfg.lora:
             from peft import LoraConfig, get_peft_model
             try:
@@ -183,6 +189,7 @@ class CausalLMTrainer(TranslationTrainer):
 
     def loss(self, model: nn.Module, batch: dict, cfg: CausalLMConfig) -> torch.Tensor:
         core = unwrap(model)
+        self.count_fit(model, batch, cfg)
         ids, lengths = target_ids(core.tokenizer, batch["text"], cfg.max_target_length, core.eos_id,
                                   batch["features"].device)
         return model(batch["features"], batch["mask"], ids, lengths)

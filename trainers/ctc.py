@@ -9,10 +9,15 @@ with no alignment between frames and characters, scored by the normalized Levens
   ``trainers.common.blocks``: masked batch norm, causal depthwise Conv1D with ECA, masked self-attention), emitting a
   character distribution plus the CTC blank for every (optionally subsampled) frame. ``arch:
   conformer`` reorders each stage Conformer/Squeezeformer-style: a half-step feed-forward, attention,
-  then the Conv1D blocks, and a final layer norm.
+  then the Conv1D blocks, and a final layer norm. Attention alone cannot tell frame order, and in that
+  order the first attention block comes before any convolution, so sinusoidal position encodings
+  (Vaswani et al. 2017) are added to the stem's output first (the cnn-transformer order needs none:
+  its causal convolutions see order before the first attention).
 - Loss: ``torch.nn.functional.ctc_loss`` with each sequence's input length taken from its frame mask,
-  so padded frames are never aligned to characters; ``zero_infinity`` for the rare phrase longer than
-  its frames.
+  so padded frames are never aligned to characters. Frames are never cut to fit ``max_length`` (the
+  trainer refuses transforms that would; they resize), and a phrase still longer than its frames can
+  align (``zero_infinity`` zeroes its loss) is counted: ``train_too_short`` per epoch in
+  ``metrics.jsonl``, ``too_short`` in evaluation (``trainers.common.target_fit``).
 - Character map: the dataset's (``character_to_prediction_index.json`` when the publisher shipped it,
   else built from the phrases by ``sltdata shard``), saved in the run's ``dataset.json``. The blank is
   the id after the last character.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +50,7 @@ from trainers.common import CONFIGS_DIR
 from trainers.common.blocks import Conv1DBlock, MaskedBatchNorm, SampleDropout, TransformerBlock
 from trainers.common.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
 from trainers.common.pose_encoder import subsample_frames
+from trainers.common.target_fit import FitCounter, ctc_frames_needed, require_no_cut
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +110,24 @@ class HalfFeedForward(nn.Module):
         return x + 0.5 * self.drop(self.ff(self.norm(x)))
 
 
+class SinusoidalPosition(nn.Module):
+    """Adds the fixed sin/cos position encoding of each frame index to (B, T, D); no weights, so it
+    works at any length (speed augmentation, max_length 768) and leaves checkpoints unchanged."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, half = x.shape[1], self.dim // 2
+        pos = torch.arange(t, device=x.device, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(half, device=x.device, dtype=torch.float32) * (-math.log(10000.0) / half))
+        angle = pos * freq
+        pe = torch.cat([angle.sin(), angle.cos()], -1)
+        pe = F.pad(pe, (0, self.dim - 2 * half))
+        return x + pe.to(x.dtype)
+
+
 class CTCModel(nn.Module):
     """features (B, T, D), mask (B, T) -> (logits (B, T', chars + 1), mask (B, T')); blank is last."""
 
@@ -113,6 +138,7 @@ class CTCModel(nn.Module):
         num_chars = max(characters.values()) + 1
         self.stem = nn.Linear(feature_dim, d, bias=False)
         self.stem_bn = MaskedBatchNorm(d)
+        self.position = SinusoidalPosition(d) if cfg.arch == "conformer" else nn.Identity()
         blocks: list[nn.Module] = []
         for s in range(cfg.stages):
             convs = [Conv1DBlock(d, cfg.kernel_size, cfg.dilations[(s * cfg.conv_per_stage + i) % len(cfg.dilations)],
@@ -127,13 +153,14 @@ class CTCModel(nn.Module):
         self.head_drop = nn.Dropout(cfg.head_drop)
         self.head = nn.Linear(d, num_chars + 1)
         self.lm = lm                                 # not used in forward; checkpointed with the weights
+        self.fit_counter = FitCounter("the CTC loss of each is zero (zero_infinity)")   # no weights
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask = mask.bool()
         x = torch.nan_to_num(features) * mask.unsqueeze(-1).to(features.dtype)
         x, mask = subsample_frames(x, mask, self.cfg.subsample)
         m = mask.unsqueeze(-1).to(x.dtype)
-        x = self.stem_bn(self.stem(x), m)
+        x = self.position(self.stem_bn(self.stem(x), m))
         keys = mask.clone()
         keys[:, 0] = True                            # an empty sequence attends to frame 0, not NaN
         key_mask = keys[:, None, None, :]
@@ -160,6 +187,7 @@ class CTCTrainer(Trainer):
     def build(self, cfg: CTCConfig, info: DatasetInfo) -> nn.Module:
         if not info.characters:
             raise ConfigError("the ctc trainer needs a character map (shards of a dataset with phrases)")
+        require_no_cut(info.transform, self.name)
         lm = CharNgramLM(info.characters, cfg.lm_order, cfg.lm_add_k) if cfg.lm_order else None
         return CTCModel(cfg, info.feature_dim, info.characters, lm)
 
@@ -168,8 +196,11 @@ class CTCTrainer(Trainer):
         core = unwrap(model)
         if core.lm is not None and core.training:
             core.lm.observe(batch["text"])
+        frames = mask.sum(1)
+        core.fit_counter.observe(frames, ctc_frames_needed(batch["target"], batch["target_lengths"]),
+                                 source=batch["features"])
         logp = logits.float().log_softmax(-1).transpose(0, 1)      # (T, B, C) as ctc_loss wants
-        return F.ctc_loss(logp, batch["target"].clamp_min(0), mask.sum(1), batch["target_lengths"],
+        return F.ctc_loss(logp, batch["target"].clamp_min(0), frames, batch["target_lengths"],
                           blank=logits.shape[-1] - 1, reduction="mean", zero_infinity=True)
 
     def predict(self, model: nn.Module, batch: dict, cfg: CTCConfig) -> dict[str, Any]:
@@ -182,6 +213,8 @@ class CTCTrainer(Trainer):
         best = logp.argmax(-1)
         greedy = [decode_text(greedy_decode(best[i], int(lengths[i]), blank), chars) for i in range(len(logp))]
         out = {"key": list(batch["key"]), "reference": list(batch["text"]), "prediction": greedy}
+        if "target_lengths" in batch:
+            out["too_short"] = (mask.sum(1) < ctc_frames_needed(batch["target"], batch["target_lengths"])).tolist()
         if cfg.decoder == "beam":
             out["greedy"] = greedy
             out["prediction"] = [decode_text(prefix_beam_search(
@@ -194,6 +227,8 @@ class CTCTrainer(Trainer):
         out = text_metrics(outputs["prediction"], refs)
         if "greedy" in outputs:
             out["greedy_score"] = text_metrics(outputs["greedy"], refs)["score"]
+        if "too_short" in outputs:
+            out["too_short"] = float(sum(outputs["too_short"]))   # sequences CTC could not align
         return out
 
     def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:

@@ -29,6 +29,7 @@ from sltdata.loader import IGNORE_INDEX
 from sltdata.train.base import DatasetInfo
 from sltdata.train.loop import unwrap
 from trainers.common.pose_encoder import PoseProjector
+from trainers.common.target_fit import FitCounter, require_no_cut
 from trainers.common.translation import (TranslationModelConfig, TranslationTrainer, embedding_scale, write_hf_export,
                                          load_hf_model, load_tokenizer)
 
@@ -47,6 +48,7 @@ class PoseSeq2Seq(nn.Module):
         super().__init__()
         self.projector, self.hf = projector, hf
         self.tokenizer = tokenizer                 # plain attribute: not weights
+        self.fit_counter = FitCounter()           # counted, not warned: attention needs no frame per token
 
     def encode(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb, m = self.projector(features, mask)
@@ -79,6 +81,7 @@ class Seq2SeqTrainer(TranslationTrainer):
     def build(self, cfg: Seq2SeqConfig, info: DatasetInfo) -> nn.Module:
         from transformers import AutoModelForSeq2SeqLM
 
+        require_no_cut(info.transform, self.name)
         self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.model)
         hf = load_hf_model(AutoModelForSeq2SeqLM, cfg.model, cfg.model_config, self.tokenizer,
                            hint=" (decoder-only models: use --trainer causal-lm)")
@@ -88,6 +91,7 @@ class Seq2SeqTrainer(TranslationTrainer):
         return PoseSeq2Seq(projector, hf, self.tokenizer)
 
     def loss(self, model: nn.Module, batch: dict, cfg: Seq2SeqConfig) -> torch.Tensor:
+        self.count_fit(model, batch, cfg)
         labels = text_labels(unwrap(model).tokenizer, batch["text"], cfg.max_target_length, batch["features"].device)
         return model(batch["features"], batch["mask"], labels)
 

@@ -50,6 +50,7 @@ class LoopConfig:
     compile: bool = False                  # torch.compile the model
     awp_lambda: float = 0.0                # adversarial weight perturbation size; 0 disables
     awp_start_epoch: int = 0
+    awp_exclude: Literal["none", "bias-norm"] = "none"   # bias-norm: only weight matrices move (Fingerspelling 2nd)
     early_stopping: Optional[int] = None   # epochs without val improvement before stopping
     seed: int = 42
     device: str = "auto"                   # auto | cpu | cuda | cuda:N

@@ -37,7 +37,7 @@ from sltdata.loader import IGNORE_INDEX
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import LoopConfig, RunConfig, save_config
-from sltdata.train.optim import Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler
+from sltdata.train.optim import AWP_EXCLUDE, Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -193,8 +193,10 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
             break
         train_epoch(s, pos, epoch, rng)
         rng = None
+        stats = epoch_train_stats(s)
         # end of epoch: validate on rank 0, then checkpoint and decide on early stopping together
         rec, val = validate_epoch(s, pos, epoch)
+        rec.update(stats)
         last_val = last_val if val is None else val
         s.logger.write(rec)
         s.emit({"kind": "epoch", **rec})
@@ -427,7 +429,8 @@ def forward_backward(s: Session, b: dict, awp_on: bool, sync: bool) -> torch.Ten
     moved = []
     if awp_on:
         with autocast(s.device, tc.precision):
-            moved = awp_perturb(s.raw, lambda: s.trainer.loss(s.raw, b, model_cfg), tc.awp_lambda)
+            moved = awp_perturb(s.raw, lambda: s.trainer.loss(s.raw, b, model_cfg), tc.awp_lambda,
+                                exclude=AWP_EXCLUDE[tc.awp_exclude])
     no_sync = s.model.no_sync() if (s.dd.world_size > 1 and not sync) else contextlib.nullcontext()
     with no_sync:
         with autocast(s.device, tc.precision):
@@ -472,6 +475,22 @@ class LossMeter:
 
 
 # --- end of epoch ---------------------------------------------------------------------------------
+
+def epoch_train_stats(s: Session) -> dict[str, int]:
+    """Counts the model kept over the epoch's training batches (modules with ``pop_train_stats() ->
+    {name: count}``, e.g. text targets too long for their frames), summed over ranks, as ``train_NAME``."""
+    stats: dict[str, int] = {}
+    for m in s.raw.modules():
+        if hasattr(m, "pop_train_stats"):
+            for k, v in m.pop_train_stats().items():
+                stats[k] = stats.get(k, 0) + int(v)
+    if s.dd.world_size > 1 and stats:
+        keys = sorted(stats)
+        total = torch.tensor([float(stats[k]) for k in keys], device=s.device, dtype=torch.float64)
+        dist.all_reduce(total)
+        stats = {k: int(v) for k, v in zip(keys, total.tolist())}
+    return {f"train_{k}": v for k, v in stats.items()}
+
 
 def validate_epoch(s: Session, pos: Position, epoch: int) -> tuple[dict, dict | None]:
     """The epoch's record and (rank 0, with a validation split) its validation metrics; saves ``best``

@@ -92,16 +92,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: LoopConfig, total_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def bias_or_norm(name: str, p: torch.Tensor) -> bool:
+    """Biases and normalization scales/shifts (every parameter under two dimensions): what the
+    Fingerspelling 2nd-place recipe leaves out of AWP, as Kaggle AWP code commonly perturbs only
+    ``weight`` matrices (``adv_param="weight"``)."""
+    return name.endswith("bias") or p.ndim < 2
+
+
+AWP_EXCLUDE = {"none": None, "bias-norm": bias_or_norm}
+
+
 def awp_perturb(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lam: float,
-                eps: float = 1e-4) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                eps: float = 1e-4, exclude: Callable[[str, torch.Tensor], bool] | None = None,
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Adversarial weight perturbation as the ISLR first-place solution applied it: one gradient of
     the loss, then each weight tensor moves ``lam * g / (||g|| + eps)`` uphill. The caller runs its
     normal forward/backward on the perturbed weights and then :func:`awp_restore`, so the optimizer
     steps with the gradient taken at the worst nearby weights (a flat-minimum regularizer).
 
     ``model`` should be the bare module (not the DDP wrapper): the perturbation is per rank.
+    ``exclude(name, param)`` True leaves a parameter where it is (``bias_or_norm``).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not (exclude and exclude(n, p))]
     grads = torch.autograd.grad(loss_fn(), params, allow_unused=True)
     moved = []
     with torch.no_grad():

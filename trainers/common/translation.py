@@ -30,6 +30,7 @@ from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.loop import unwrap
 from trainers.common import CONFIGS_DIR
+from trainers.common.target_fit import pose_vector_counts, target_token_counts
 
 log = logging.getLogger(__name__)
 
@@ -184,16 +185,30 @@ class TranslationTrainer(Trainer):
     export_formats = ("hf",)
     configs_dir = CONFIGS_DIR
 
+    def count_fit(self, model: nn.Module, batch: dict, cfg: Any):
+        """Per-sample flags: fewer pose vectors (after subsampling) than target tokens. Counted over
+        training epochs by the model's ``fit_counter`` (``trainers.common.target_fit``)."""
+        core = unwrap(model)
+        frames = pose_vector_counts(batch["mask"], cfg.subsample)
+        needed = target_token_counts(core.tokenizer, batch["text"], cfg.max_target_length).to(frames.device)
+        return core.fit_counter.observe(frames, needed, source=batch["features"])
+
     def predict(self, model: nn.Module, batch: dict, cfg: Any) -> dict[str, Any]:
         core = unwrap(model)
         ids = core.generate(batch["features"], batch["mask"], num_beams=cfg.num_beams,
                             max_new_tokens=cfg.max_new_tokens, **{"do_sample": False, **cfg.generate_kwargs})
         text = core.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return {"key": list(batch["key"]), "reference": [t or "" for t in batch["text"]],
-                "prediction": [t.strip() for t in text]}
+        out = {"key": list(batch["key"]), "reference": [t or "" for t in batch["text"]],
+               "prediction": [t.strip() for t in text]}
+        if any(batch.get("text") or []):
+            out["too_short"] = self.count_fit(model, batch, cfg).tolist()
+        return out
 
     def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
-        return translation_metrics(outputs["prediction"], outputs["reference"])
+        out = translation_metrics(outputs["prediction"], outputs["reference"])
+        if "too_short" in outputs:
+            out["too_short"] = float(sum(outputs["too_short"]))   # fewer pose vectors than target tokens
+        return out
 
     def write_report(self, outputs: dict[str, Any], info: DatasetInfo, out_dir: Path) -> list[Path]:
         return write_translation_report(outputs, out_dir)
