@@ -208,7 +208,8 @@ class ShardLoader(DataLoader):
 def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_buffer: int = 1000,
            num_workers: int = 0, seed: int = 0, epoch: int = 0, target: str | None = "auto",
            train: bool = True, rank: int | None = None, world_size: int | None = None,
-           drop_last: bool = False, points=None) -> DataLoader:
+           drop_last: bool = False, points=None, labels: dict | None = None,
+           characters: dict | None = None) -> DataLoader:
     """A DataLoader over the shards of ``folds`` (names; None = every fold, not ``test``).
 
     ``shards``: a shard directory, its index.json, or a ShardIndex. ``transforms``: a transform config
@@ -224,6 +225,9 @@ def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_bu
     ``points`` (raw landmarks only): point indices to keep, in that order, before batching, e.g. a
     transform pipeline's ``input_points`` when the augmentations run batched on the GPU; fewer bytes
     then cross from the workers.
+
+    ``labels`` / ``characters``: the name -> id maps targets are numbered by, when not the index's own
+    (a trained run's maps, matched by name: ``sltdata.train.data.ShardData.use_run_maps``).
     """
     idx = shards if isinstance(shards, ShardIndex) else ShardIndex.open(shards)
     if transforms is not None and idx.transform is not None:
@@ -262,6 +266,7 @@ def loader(shards, folds=None, transforms=None, batch_size: int = 32, shuffle_bu
         stages.append(partial(_transform, cfg=cfg, pipelines=pipelines, seed=seed, epoch=epoch, train=train))
     if train and shuffle_buffer > 1:
         stages.append(partial(_shuffle, bufsize=shuffle_buffer, seed=seed, epoch=epoch, rank=rank))
-    collation = partial(collate, target=target, labels=idx.labels, characters=idx.characters, points=points)
+    collation = partial(collate, target=target, labels=idx.labels if labels is None else labels,
+                        characters=idx.characters if characters is None else characters, points=points)
     stages.append(wds.batched(batch_size, collation_fn=collation, partial=not drop_last))
     return ShardLoader(wds.DataPipeline(*stages), batch_size=None, num_workers=num_workers)

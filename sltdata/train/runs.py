@@ -72,7 +72,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
 
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
     data = ShardData(data_dir, cfg, trainer.target)
-    data.info = info  # the run's label map, not re-derived
+    data.use_run_maps(info, trainer.target)  # targets in the run's ids, matched by name
     _, dev = setup_distributed(device)
     out = Path(out) if out else Path(run_dir) / f"eval-{split}"
     return evaluate_split(trainer, model.to(dev), data, split, cfg, dev, out), out
