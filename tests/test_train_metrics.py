@@ -126,3 +126,69 @@ def test_evaluate_refuses_shards_with_other_characters(ctc_run, tmp_path):
                           lambda m: {k: v for k, v in m.items() if v != max(m.values())})
     with pytest.raises(ConfigError, match="character map names other characters than the run's"):
         evaluate_run(run, fewer, split="val", out=tmp_path / "c")
+
+
+# --- weight decay as the ISLR first place applied it -------------------------------------------------
+
+def zero_grad_step(model: nn.Module, optimizer, scheduler=None) -> float:
+    """One loop optimizer step with all-zero gradients (so only weight decay moves the weights);
+    returns the learning rate the step used."""
+    from sltdata.train.loop import optimizer_step
+
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    lr = optimizer.param_groups[0]["lr"]
+    session = types.SimpleNamespace(cfg=types.SimpleNamespace(train=LoopConfig(clip_grad=None)), raw=model,
+                                    optimizer=optimizer, lookahead=None,
+                                    scheduler=scheduler or types.SimpleNamespace(step=lambda: None))
+    optimizer_step(session)
+    return lr
+
+
+@pytest.mark.parametrize("optimizer", ["radam-lookahead", "adamw"])
+def test_lr_squared_decay_shrinks_every_weight_by_ratio_times_lr_squared(optimizer):
+    from sltdata.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)                                   # a 2-d weight and a 1-d bias
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = build_optimizer(model, LoopConfig(lr=0.1, weight_decay=0.1, weight_decay_mode="lr-squared",
+                                            optimizer=optimizer))
+    zero_grad_step(model, opt)
+    for k, v in model.state_dict().items():                   # the bias decays too, as in tfa
+        torch.testing.assert_close(v, before[k] * (1 - 0.1 * 0.1 ** 2), rtol=1e-6, atol=0)
+
+
+def test_lr_squared_decay_follows_the_schedule_step_by_step():
+    from sltdata.train.optim import build_optimizer, build_scheduler
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    w = model.weight.detach().clone().double()
+    cfg = LoopConfig(lr=0.2, weight_decay=0.1, weight_decay_mode="lr-squared", optimizer="radam-lookahead",
+                     schedule="onecycle", warmup=0.3)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, total_steps=10)
+    lrs = [zero_grad_step(model, opt, sched) for _ in range(10)]
+    assert len(set(lrs)) > 5                                  # the lr really moved
+    expected = w * np.prod([1 - 0.1 * lr ** 2 for lr in lrs])
+    torch.testing.assert_close(model.weight.detach().double(), expected, rtol=1e-5, atol=0)
+
+
+def test_decoupled_decay_is_torchs_and_spares_1d_params():
+    from sltdata.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    w, b = model.weight.detach().clone(), model.bias.detach().clone()
+    zero_grad_step(model, build_optimizer(model, LoopConfig(lr=0.1, weight_decay=0.1, optimizer="adamw")))
+    torch.testing.assert_close(model.weight.detach(), w * (1 - 0.1 * 0.1), rtol=1e-6, atol=0)
+    assert torch.equal(model.bias.detach(), b)
+
+
+def test_islr_default_is_the_first_place_decay():
+    from sltdata.train.config import load_config
+    from sltdata.train.registry import bundled_config
+
+    tc = load_config(bundled_config("islr-default")).train
+    assert (tc.weight_decay, tc.weight_decay_mode, tc.optimizer) == (0.1, "lr-squared", "radam-lookahead")

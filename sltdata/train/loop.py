@@ -36,7 +36,8 @@ from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import LoopConfig, RunConfig, save_config
-from sltdata.train.optim import Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler
+from sltdata.train.optim import (Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler,
+                                 decay_weights)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -437,9 +438,11 @@ def forward_backward(s: Session, b: dict, awp_on: bool, sync: bool) -> torch.Ten
 
 
 def optimizer_step(s: Session) -> None:
-    """Clip, step the optimizer, Lookahead and the schedule, clear the gradients."""
+    """Clip, decay (``lr-squared`` weight decay), step the optimizer, Lookahead and the schedule, clear
+    the gradients."""
     if s.cfg.train.clip_grad:
         torch.nn.utils.clip_grad_norm_(s.raw.parameters(), s.cfg.train.clip_grad)
+    decay_weights(s.optimizer)
     s.optimizer.step()
     if s.lookahead is not None:
         s.lookahead.after_step()

@@ -2,9 +2,22 @@
 
 The recipe follows the Kaggle ISLR first-place solution (Hoyeol Sohn, "hoyso48", 2023; write-up at
 https://www.kaggle.com/competitions/asl-signs/discussion/406684): RAdam wrapped in Lookahead (or
-AdamW), a one-cycle learning rate with cosine decay, decoupled weight decay (which torch scales by the
-learning rate, so it follows the same schedule as the solution's weight-decay schedule did), and AWP
-switched on from a given epoch.
+AdamW), a one-cycle learning rate with cosine decay, weight decay, and AWP switched on from a given
+epoch.
+
+Weight decay, two ways (``train.weight_decay_mode``):
+
+- ``decoupled``: torch's AdamW/RAdamW decay, ``w -= lr_t * wd * w`` each step, on weights of two or
+  more dimensions only (the usual AdamW practice).
+- ``lr-squared``: the first-place solution's decay, exactly. Its code builds
+  ``tfa.optimizers.RectifiedAdam(learning_rate=schedule, weight_decay=decay_schedule, sma_threshold=4)``
+  with ``decay_schedule`` the learning-rate one-cycle scaled by ``CFG.weight_decay`` (0.1), so
+  ``wd_t = 0.1 * lr_t``; and tfa's RectifiedAdam (tensorflow_addons/optimizers/rectified_adam.py,
+  ``_resource_apply_dense``) applies it as ``var -= lr_t * (update + wd_t * var)``, on every
+  variable (it has no exclusion list: biases and batch-norm scales decay too). Each step therefore
+  shrinks every weight by ``0.1 * lr_t**2``: at lr 1e-3 that is 1e-7, where torch's decoupled decay
+  with wd 0.1 shrinks by 1e-4. :func:`decay_weights` applies it just before the optimizer's step,
+  which gives tfa's update exactly (the optimizer's update does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -18,22 +31,37 @@ from torch import nn
 from sltdata.train.config import LoopConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and normalization scales (1-d tensors), as is usual for AdamW."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
+def param_groups(model: nn.Module, weight_decay: float, mode: str = "decoupled") -> list[dict]:
+    """``decoupled``: no weight decay on biases and normalization scales (1-d tensors), as is usual for
+    AdamW. ``lr-squared``: one group, every parameter, decayed by :func:`decay_weights` (the
+    optimizer's own decay off)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if mode == "lr-squared":
+        return [{"params": params, "weight_decay": 0.0, "lr_squared_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+@torch.no_grad()
+def decay_weights(optimizer: torch.optim.Optimizer) -> None:
+    """The ``lr-squared`` decay of the groups that carry it, at the learning rate of the step about to
+    be taken: ``w *= 1 - ratio * lr_t**2`` (see the module docstring). Call before ``optimizer.step()``."""
+    for group in optimizer.param_groups:
+        ratio = group.get("lr_squared_decay", 0.0)
+        if ratio:
+            keep = 1.0 - ratio * float(group["lr"]) ** 2
+            for p in group["params"]:
+                p.mul_(keep)
+
+
 def build_optimizer(model: nn.Module, cfg: LoopConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, cfg.weight_decay_mode)
     betas = tuple(float(b) for b in cfg.betas)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas)
     if cfg.optimizer == "radam-lookahead":
-        # decoupled_weight_decay: RAdamW, the weight decay the solution used with RectifiedAdam.
+        # decoupled_weight_decay: RAdamW (with lr-squared the groups' own decay is 0 and decay_weights decays)
         return torch.optim.RAdam(groups, lr=cfg.lr, betas=betas, decoupled_weight_decay=True)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
 
