@@ -54,6 +54,12 @@ class TensorData:
             raise ConfigError(f"no {split!r} split (have: {', '.join(self.splits)})")
         return self.splits[split]
 
+    def num_batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
+                    world_size: int = 1, drop_last: bool = False) -> int:
+        """How many batches ``batches`` with the same arguments yields."""
+        n = len(self._indices(split)[rank::world_size])
+        return n // batch_size if drop_last else -(-n // batch_size)
+
     def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False) -> Iterator[dict]:
         idx = self._indices(split)
@@ -141,6 +147,19 @@ class ShardData:
     def num_samples(self, split: str) -> int:
         names = self.split_names(split)
         return self.index.samples(names) if names else 0
+
+    def num_batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
+                    world_size: int = 1, drop_last: bool = False) -> int:
+        """How many batches ``batches`` with the same arguments yields (per loader worker, see
+        ``sltdata.data.count_batches``), so the schedule is planned for the steps that run."""
+        from sltdata.data import count_batches
+
+        names = self.split_names(split)
+        if not names:
+            return 0
+        return count_batches(self.index, folds=names, batch_size=batch_size, num_workers=self.cfg.data.num_workers,
+                             seed=self.cfg.train.seed, epoch=epoch, train=train, rank=rank, world_size=world_size,
+                             drop_last=drop_last)
 
     def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False) -> Iterable[dict]:

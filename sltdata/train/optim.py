@@ -96,28 +96,47 @@ class Lookahead:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: LoopConfig, total_steps: int):
-    """Per-optimizer-step schedule. ``onecycle`` is torch's OneCycleLR (cosine annealing, warm-up
-    from lr/25); ``cosine`` warms up linearly from 0 then decays by cosine; both end at
-    ``lr * min_lr_ratio``."""
+    """Per-optimizer-step schedule, a ``LambdaLR`` over ``cfg.lr``. ``onecycle`` is torch's OneCycleLR
+    (cosine warm-up from lr/25, then cosine annealing) computed by :func:`one_cycle_factor`; ``cosine``
+    warms up linearly from 0 then decays by cosine; both end at ``lr * min_lr_ratio``. The scheduler
+    carries ``planned_steps`` (saved in its state) so a resume can check it plans the same run."""
     total_steps = max(1, int(total_steps))
     warm = cfg.warmup
     if cfg.schedule == "onecycle":
-        div = 25.0
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps + 1, pct_start=max(min(warm, 0.99), 1e-6),
-            anneal_strategy="cos", div_factor=div, final_div_factor=1.0 / max(cfg.min_lr_ratio * div, 1e-8),
-            cycle_momentum=False)
-    warm_steps = int(round(warm * total_steps))
+        pct = max(min(warm, 0.99), 1e-6)
 
-    def factor(step: int) -> float:
-        if step < warm_steps:
-            return (step + 1) / (warm_steps + 1)
-        if cfg.schedule == "constant":
-            return 1.0
-        t = min(1.0, (step - warm_steps) / max(1, total_steps - warm_steps))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        def factor(step: int) -> float:
+            return one_cycle_factor(step, total_steps + 1, pct, 25.0, cfg.min_lr_ratio)
+    else:
+        warm_steps = int(round(warm * total_steps))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        def factor(step: int) -> float:
+            if step < warm_steps:
+                return (step + 1) / (warm_steps + 1)
+            if cfg.schedule == "constant":
+                return 1.0
+            t = min(1.0, (step - warm_steps) / max(1, total_steps - warm_steps))
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler.planned_steps = total_steps
+    return scheduler
+
+
+def one_cycle_factor(step: int, total: int, pct_start: float, div: float, min_ratio: float) -> float:
+    """lr / max_lr of torch's ``OneCycleLR(total_steps=total, pct_start, div_factor=div,
+    final_div_factor=1 / (min_ratio * div), anneal_strategy="cos")`` at ``step``, the same arithmetic,
+    except that a warm-up phase of zero length (``pct_start * total == 1``, e.g. 9 steps at 10 %
+    warm-up) starts at the peak where torch divides by zero."""
+    def cos(start: float, end: float, t: float) -> float:
+        return end + (start - end) / 2.0 * (math.cos(math.pi * t) + 1)
+
+    warm_end = float(pct_start * total) - 1
+    if step <= warm_end:
+        return cos(1.0 / div, 1.0, step / warm_end if warm_end > 0 else 1.0)
+    last = total - 1
+    span = last - warm_end
+    return cos(1.0, min_ratio, (step - warm_end) / span if span > 0 else 1.0)
 
 
 def awp_perturb(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lam: float,
