@@ -2,8 +2,8 @@
 
 The old import path keeps working for a release (docs/interfaces.md)."""
 
-from sltdata.loader import (DEFAULT_BATCH_SIZE, IGNORE_INDEX, ShardError, ShardIndex, ShardLoader, collate, load_npy,
-                            loader)
+from sltdata.loader import (DEFAULT_BATCH_SIZE, IGNORE_INDEX, ShardError, ShardIndex, ShardLoader, collate,
+                            count_batches, load_npy, loader)
 
-__all__ = ["DEFAULT_BATCH_SIZE", "IGNORE_INDEX", "ShardError", "ShardIndex", "ShardLoader", "collate", "load_npy",
-           "loader"]
+__all__ = ["DEFAULT_BATCH_SIZE", "IGNORE_INDEX", "ShardError", "ShardIndex", "ShardLoader", "collate", "count_batches",
+           "load_npy", "loader"]

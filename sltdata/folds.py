@@ -136,9 +136,19 @@ def assign_folds(keys, participants, labels=None, folds: int = FOLD_DEFAULTS.fol
         from sklearn.model_selection import GroupKFold
 
         splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    after_test = " after the test split (or a smaller --test-fraction)" if test_groups else ""
+    if stratified:
+        most = int(np.unique(labels[rest], return_counts=True)[1].max())
+        if most < folds:  # StratifiedGroupKFold's ValueError, said in the CLI's words
+            raise ConfigError(f"every label has fewer than {folds} sequences{after_test} (at most {most}): "
+                              f"stratified folds need --folds {max(2, most)} or fewer")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fold_splits = list(splitter.split(np.zeros(len(rest)), labels[rest].astype(str), groups[rest]))
+        try:
+            fold_splits = list(splitter.split(np.zeros(len(rest)), labels[rest].astype(str), groups[rest]))
+        except ValueError as e:  # anything else scikit-learn refuses: a line, not a traceback
+            raise ConfigError(f"cannot split {len(rest)} sequences into {folds} folds ({e}); "
+                              f"use fewer --folds{after_test}") from None
     for w in caught:
         log.info("folds: %s", w.message)  # e.g. a class with fewer members than folds
     for i, (_, held) in enumerate(fold_splits):

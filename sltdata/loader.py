@@ -37,7 +37,8 @@ from sltdata.errors import ConfigError
 from sltdata.shards import ShardError, ShardIndex
 from sltdata.shards.read import iter_shard, load_npy
 
-__all__ = ["ShardIndex", "ShardError", "IGNORE_INDEX", "DEFAULT_BATCH_SIZE", "loader", "load_npy", "collate"]
+__all__ = ["ShardIndex", "ShardError", "IGNORE_INDEX", "DEFAULT_BATCH_SIZE", "loader", "count_batches", "load_npy",
+           "collate"]
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +157,41 @@ class ShardLoader(DataLoader):
             raise
 
 
+def _rank_shards(idx: ShardIndex, folds, train: bool, seed: int, epoch: int, rank: int, world_size: int) -> list[str]:
+    """The shards one rank reads in one epoch, in reading order (shuffled by seed and epoch when train)."""
+    urls = idx.shards_for(folds)
+    if train:
+        order = np.random.default_rng([seed, epoch]).permutation(len(urls))
+        urls = [urls[i] for i in order]
+    if world_size > 1:
+        if len(urls) < world_size:
+            raise ShardError(f"{idx.path}: {len(urls)} shard(s) cannot feed {world_size} ranks; "
+                             "re-shard with a smaller --max-samples-per-shard")
+        urls = urls[rank::world_size]
+    return urls
+
+
+def count_batches(shards, folds=None, batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int = 0, seed: int = 0,
+                  epoch: int = 0, train: bool = True, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> int:
+    """How many batches ``loader`` with the same arguments yields, from the index alone.
+
+    Not ``samples // batch_size``: each DataLoader worker reads every ``num_workers``-th of the rank's
+    shards (webdataset.split_by_worker) and batches them on its own, so each worker ends with its own
+    partial batch (dropped with ``drop_last``). A schedule planned from the sample count alone ran
+    out of batches before its end (124 of 132 planned steps with 4 workers)."""
+    idx = shards if isinstance(shards, ShardIndex) else ShardIndex.open(shards)
+    sizes = idx.expected_samples()
+    urls = _rank_shards(idx, folds, train, seed, epoch, rank, world_size)
+    workers = max(1, num_workers)
+    per_worker = [sum(sizes[u] for u in urls[w::workers]) for w in range(workers)]
+    return sum(n // batch_size if drop_last else -(-n // batch_size) for n in per_worker)
+
+
 def loader(shards, folds=None, transforms=None, batch_size: int = DEFAULT_BATCH_SIZE, shuffle_buffer: int = 1000,
            num_workers: int = 0, seed: int = 0, epoch: int = 0, target: str | None = "auto",
            train: bool = True, rank: int | None = None, world_size: int | None = None,
-           drop_last: bool = False, points=None) -> DataLoader:
+           drop_last: bool = False, points=None, labels: dict | None = None,
+           characters: dict | None = None) -> DataLoader:
     """A DataLoader over the shards of ``folds`` (names; None = every fold, not ``test``).
 
     ``shards``: a shard directory, its index.json, or a ShardIndex. ``transforms``: a transform config
@@ -175,6 +207,9 @@ def loader(shards, folds=None, transforms=None, batch_size: int = DEFAULT_BATCH_
     ``points`` (raw landmarks only): point indices to keep, in that order, before batching, e.g. a
     transform pipeline's ``input_points`` when the augmentations run batched on the GPU; fewer bytes
     then cross from the workers.
+
+    ``labels`` / ``characters``: the name -> id maps targets are numbered by, when not the index's own
+    (a trained run's maps, matched by name: ``sltdata.train.data.ShardData.use_run_maps``).
     """
     idx = shards if isinstance(shards, ShardIndex) else ShardIndex.open(shards)
     if transforms is not None and idx.transform is not None:
@@ -194,15 +229,7 @@ def loader(shards, folds=None, transforms=None, batch_size: int = DEFAULT_BATCH_
             raise ConfigError("loader: points selects raw landmarks; it does not apply to transformed features")
         points = np.asarray(points, dtype=np.int64)
     rank, world_size = _dist_info(rank, world_size)
-    urls = idx.shards_for(folds)
-    if train:
-        order = np.random.default_rng([seed, epoch]).permutation(len(urls))
-        urls = [urls[i] for i in order]
-    if world_size > 1:
-        if len(urls) < world_size:
-            raise ShardError(f"{idx.path}: {len(urls)} shard(s) cannot feed {world_size} ranks; "
-                             "re-shard with a smaller --max-samples-per-shard")
-        urls = urls[rank::world_size]
+    urls = _rank_shards(idx, folds, train, seed, epoch, rank, world_size)
     stages = [wds.SimpleShardList(urls), wds.split_by_worker,
               partial(_read, expected=idx.expected_samples(), where=str(idx.path))]
     if transforms is not None:
@@ -213,6 +240,7 @@ def loader(shards, folds=None, transforms=None, batch_size: int = DEFAULT_BATCH_
         stages.append(partial(_transform, cfg=cfg, pipelines=pipelines, seed=seed, epoch=epoch, train=train))
     if train and shuffle_buffer > 1:
         stages.append(partial(_shuffle, bufsize=shuffle_buffer, seed=seed, epoch=epoch, rank=rank))
-    collation = partial(collate, target=target, labels=idx.labels, characters=idx.characters, points=points)
+    collation = partial(collate, target=target, labels=idx.labels if labels is None else labels,
+                        characters=idx.characters if characters is None else characters, points=points)
     stages.append(wds.batched(batch_size, collation_fn=collation, partial=not drop_last))
     return ShardLoader(wds.DataPipeline(*stages), batch_size=None, num_workers=num_workers)

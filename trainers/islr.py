@@ -26,8 +26,9 @@ training statistics nor outputs. The Conv1D, transformer and batch-norm blocks l
 ``trainers.common.blocks`` (the ``ctc`` trainer and the text trainers' projector use them too).
 
 Recipe (``train`` section, shared loop): label smoothing 0.1, AdamW or RAdam+Lookahead, one-cycle
-cosine schedule, weight decay 0.1, AWP (lambda 0.2) from an epoch on. Metrics: accuracy, top-5,
-macro and micro F1 (scikit-learn); reports: predictions.csv, per_class.csv, confusion_matrix.csv.
+cosine schedule, weight decay 0.1, AWP (lambda 0.2) from an epoch on. Metrics: accuracy, top-5 (top-k
+below six classes, named by its k), macro-F1 over the classes present in targets or predictions, and
+micro F1 (scikit-learn); reports: predictions.csv, per_class.csv, confusion_matrix.csv.
 """
 
 from __future__ import annotations
@@ -217,19 +218,34 @@ class ISLRTrainer(Trainer):
 
 
 def classification_metrics(logits: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
-    """Accuracy, top-5 accuracy, macro and micro F1 (scikit-learn), over all classes of the dataset."""
+    """Accuracy, top-k accuracy, macro and micro F1 (scikit-learn) over the labelled samples.
+
+    Macro-F1 averages over the classes that occur in the targets or the predictions, not over every
+    class of the dataset: a class with no sample and no prediction has no F1 to speak of, and counting
+    it as 0 made 50 perfect predictions over 10 of 250 signs read 0.04. ``macro_f1_classes`` says how
+    many classes the average covers.
+
+    Top-k is named by its real k: ``top5_accuracy`` with six classes or more; with fewer, k is the
+    number of classes minus one (``top4_accuracy`` for five classes), since top-k over k classes is
+    1.0 whatever the model does. With two classes there is no top-k beyond accuracy, so none is given.
+    Samples without a label (target -100, ``sltdata.loader.IGNORE_INDEX``) are not scored.
+    """
     from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
 
+    scored = target >= 0
+    logits, target = logits[scored], target[scored]
+    if not len(target):
+        return {}
     pred = logits.argmax(1)
-    labels = np.arange(num_classes)
-    k = min(5, num_classes - 1) if num_classes > 2 else 1
-    return {
-        "accuracy": float(accuracy_score(target, pred)),
-        "top5_accuracy": float(top_k_accuracy_score(target, logits, k=k, labels=labels)) if k > 1
-        else float(accuracy_score(target, pred)),
-        "macro_f1": float(f1_score(target, pred, labels=labels, average="macro", zero_division=0)),
-        "micro_f1": float(f1_score(target, pred, labels=labels, average="micro", zero_division=0)),
-    }
+    present = np.union1d(target, pred)
+    out = {"accuracy": float(accuracy_score(target, pred))}
+    k = min(5, num_classes - 1)
+    if k >= 2:
+        out[f"top{k}_accuracy"] = float(top_k_accuracy_score(target, logits, k=k, labels=np.arange(num_classes)))
+    out["macro_f1"] = float(f1_score(target, pred, labels=present, average="macro", zero_division=0))
+    out["macro_f1_classes"] = int(len(present))
+    out["micro_f1"] = float(f1_score(target, pred, labels=present, average="micro", zero_division=0))
+    return out
 
 
 def write_classification_report(logits: np.ndarray, target: np.ndarray, keys: list[str], names: list[str],

@@ -6,10 +6,36 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+import typer.core
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sltdata.cli import app, console
+
+
+class _RecipesHelp(typer.core.TyperCommand):
+    """``train --help`` ends with every bundled recipe, asked of the trainer registry when the help is
+    shown (it imports every trainer; no other command pays for that)."""
+
+    def format_help(self, ctx, formatter):
+        from sltdata.train.registry import trainer_class, trainer_entry_points
+
+        lines = [f"{name}: {', '.join(trainer_class(name).bundled_configs()) or 'none'}"
+                 for name in trainer_entry_points()]
+        self.epilog = "Bundled recipes (--config NAME), by trainer:\n\n" + "\n\n".join(lines)
+        return super().format_help(ctx, formatter)
+
+
+class _FormatsHelp(typer.core.TyperCommand):
+    """``export --help`` ends with the export formats of every installed trainer."""
+
+    def format_help(self, ctx, formatter):
+        from sltdata.train.registry import trainer_class, trainer_entry_points
+
+        lines = [f"{name}: {', '.join(trainer_class(name).export_formats) or 'none'}"
+                 for name in trainer_entry_points()]
+        self.epilog = "Export formats (--format), by trainer:\n\n" + "\n\n".join(lines)
+        return super().format_help(ctx, formatter)
 
 
 class _TrainProgress:
@@ -43,17 +69,18 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     return table
 
 
-@app.command()
+@app.command(cls=_RecipesHelp)
 def train(
     trainer: str = typer.Option("islr", "--trainer", "-t", help="Trainer name (see `sltdata trainers`)."),
     data: Path = typer.Option(..., "--data", "-d", help="Shard directory (or its index.json) from `sltdata shard`."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name (see `sltdata trainers`)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name (listed below)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports."),
     val_fold: Optional[int] = typer.Option(None, "--val-fold", help="Validate on fold K, train on the other folds."),
     test: bool = typer.Option(False, "--test", help="After training, evaluate the best checkpoint on the test split."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (overrides train.device)."),
 ):
     """Train a model on shards with a registered trainer; multi-GPU under `torchrun`."""
     import os
@@ -65,7 +92,7 @@ def train(
                    TextColumn("{task.fields[stats]}"), console=console, transient=True, disable=not main)
     with bar:
         summary = run_train(trainer, data, out, config, set_, val_fold=val_fold, epochs=epochs, test=test,
-                            resume=resume, progress=_TrainProgress(bar))
+                            resume=resume, device=device, progress=_TrainProgress(bar))
     if not main:
         return
     best = summary.get("best")
@@ -92,10 +119,10 @@ def evaluate(
     typer.echo(f"predictions and reports in {where}")
 
 
-@app.command()
+@app.command(cls=_FormatsHelp)
 def export(
     run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
-    format: str = typer.Option("onnx", "--format", "-f", help="Export format (onnx)."),
+    format: str = typer.Option("onnx", "--format", "-f", help="Export format (the trainer's; listed below)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default RUN/model.FORMAT)."),
     checkpoint: str = typer.Option("best", help="best or last."),
 ):

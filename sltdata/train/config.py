@@ -36,7 +36,11 @@ class LoopConfig:
     epochs: int = 30
     max_steps: Optional[int] = None        # stop after this many optimizer steps (tests, smoke runs)
     lr: float = 1e-3
-    weight_decay: float = 0.1              # decoupled (AdamW-style): scaled by the lr schedule
+    weight_decay: float = 0.1              # see weight_decay_mode
+    # decoupled: torch's AdamW decay, each step w -= lr_t * weight_decay * w, not on 1-d params;
+    # lr-squared: the ISLR first place's (tfa RectifiedAdam, decay scheduled as weight_decay * lr_t),
+    # w -= weight_decay * lr_t**2 * w on every param (sltdata.train.optim)
+    weight_decay_mode: Literal["decoupled", "lr-squared"] = "decoupled"
     optimizer: Literal["adamw", "radam-lookahead", "sgd"] = "adamw"
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     lookahead_k: int = 5

@@ -56,6 +56,12 @@ class TensorData:
             raise ConfigError(f"no {split!r} split (have: {', '.join(self.splits)})")
         return self.splits[split]
 
+    def num_batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
+                    world_size: int = 1, drop_last: bool = False) -> int:
+        """How many batches ``batches`` with the same arguments yields."""
+        n = len(self._indices(split)[rank::world_size])
+        return n // batch_size if drop_last else -(-n // batch_size)
+
     def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False) -> Iterator[dict]:
         idx = self._indices(split)
@@ -111,7 +117,20 @@ class ShardData:
                                 labels=self.index.labels, characters=self.index.characters,
                                 layout=self.layout, transform=self.tcfg.to_dict())
         self._aug = None
+        self.labels, self.characters = self.index.labels, self.index.characters  # name -> id the loader uses
         self.fold_names = self.index.fold_names
+
+    def use_run_maps(self, info: DatasetInfo, target: str | None) -> None:
+        """Read these shards with a trained run's ids: ``evaluate`` (and ``predict``) score a model whose
+        outputs are in the run's label or character ids, while the loader would number targets by this
+        shard directory's map. The maps are matched by name, so a directory whose index lists the same
+        signs in another order scores exactly as the run's own; one naming other signs or characters is
+        refused (its targets have no id in the model's output)."""
+        if target == "label":
+            self.labels = run_map("label", info.labels, self.index.labels, self.path)
+        elif target == "text" and info.characters:
+            self.characters = run_map("character", info.characters, self.index.characters, self.path)
+        self.info = info
 
     def split_names(self, split: str) -> list[str]:
         from sltdata.shards import TEST_SPLIT, fold_name
@@ -136,6 +155,19 @@ class ShardData:
         names = self.split_names(split)
         return self.index.samples(names) if names else 0
 
+    def num_batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
+                    world_size: int = 1, drop_last: bool = False) -> int:
+        """How many batches ``batches`` with the same arguments yields (per loader worker, see
+        ``sltdata.loader.count_batches``), so the schedule is planned for the steps that run."""
+        from sltdata.loader import count_batches
+
+        names = self.split_names(split)
+        if not names:
+            return 0
+        return count_batches(self.index, folds=names, batch_size=batch_size, num_workers=self.cfg.data.num_workers,
+                             seed=self.cfg.train.seed, epoch=epoch, train=train, rank=rank, world_size=world_size,
+                             drop_last=drop_last)
+
     def batches(self, split: str, epoch: int, train: bool, batch_size: int, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False) -> Iterable[dict]:
         from sltdata.loader import loader
@@ -147,7 +179,8 @@ class ShardData:
         return loader(self.path, folds=names, transforms=self.loader_transforms, batch_size=batch_size,
                       shuffle_buffer=d.shuffle_buffer if train else 0, num_workers=d.num_workers,
                       seed=self.cfg.train.seed, epoch=epoch, target=self.target, train=train,
-                      rank=rank, world_size=world_size, drop_last=drop_last, points=self.points)
+                      rank=rank, world_size=world_size, drop_last=drop_last, points=self.points,
+                      labels=self.labels, characters=self.characters)
 
     def to_device(self, batch: dict, device: torch.device, generator: torch.Generator | None,
                   train: bool) -> dict:
@@ -161,6 +194,24 @@ class ShardData:
         else:
             b["features"] = b["landmarks"]
         return b
+
+
+def run_map(kind: str, run: dict[str, int] | None, shards: dict[str, int] | None, where: Path) -> dict[str, int]:
+    """The run's ``kind`` map (name -> id) when the shards' map names the same things, else a
+    ConfigError naming a few of the differences."""
+    if not run:
+        raise ConfigError(f"the run has no {kind} map to score {where} with")
+    if not shards:
+        raise ConfigError(f"{where}: the shards have no {kind} map (the run was trained on {kind}s)")
+    if set(run) == set(shards):
+        return dict(run)
+
+    def some(names: set) -> str:
+        return ", ".join(repr(n) for n in sorted(names)[:5]) + (", ..." if len(names) > 5 else "") or "none"
+
+    raise ConfigError(f"{where}: its {kind} map names other {kind}s than the run's "
+                      f"(only in the run: {some(set(run) - set(shards))}; only in the shards: "
+                      f"{some(set(shards) - set(run))}); evaluate on shards of the run's dataset")
 
 
 def _runs_on_cuda(device: str) -> bool:

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ from sltdata.loader import IGNORE_INDEX
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import LoopConfig, RunConfig, save_config
-from sltdata.train.optim import AWP_EXCLUDE, Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler
+from sltdata.train.optim import (AWP_EXCLUDE, Lookahead, awp_perturb, awp_restore, build_optimizer, build_scheduler,
+                                  decay_weights)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
@@ -54,17 +56,32 @@ class Dist:
         return self.rank == 0
 
 
+def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
+    """``auto`` (CUDA when there is one, else CPU), ``cpu``, ``cuda`` (this rank's GPU) or ``cuda:N``.
+    Anything else, or a CUDA device this machine does not have, is a ConfigError: a run asked for a
+    GPU must not train for hours on the CPU instead, nor die in a torch traceback."""
+    m = re.fullmatch(r"cuda(?::(\d+))?", pref)
+    if pref == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    if pref == "cpu":
+        return torch.device("cpu")
+    if m is None:
+        raise ConfigError(f"device {pref!r}: unknown (use auto, cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        why = "built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
+        raise ConfigError(f"device {pref!r}: not available here (torch {torch.__version__}, {why}); "
+                          "use --device cpu or auto")
+    index = int(m[1]) if m[1] is not None else local_rank
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device {pref!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device("cuda", index)
+
+
 def setup_distributed(device_pref: str) -> tuple[Dist, torch.device]:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; join the process group when there is more than one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     d = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda") or device_pref.startswith("cuda:")
-    if device_pref.startswith("cuda:"):
-        device = torch.device(device_pref)
-    elif cuda:
-        device = torch.device("cuda", d.local_rank)
-    else:
-        device = torch.device("cpu")
+    device = resolve_device(device_pref, d.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
@@ -172,9 +189,12 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
     ``test``) held-out metrics.
     """
     run_dir, tc = Path(run_dir), cfg.train
+    # every precondition before the run directory is written: a mistake costs seconds, not epochs
     dd, device = setup_distributed(tc.device)
+    epoch_steps, total_steps = plan_steps(data, cfg, dd.world_size)
+    check_preconditions(trainer, data, test)
     raw = build_model(trainer, cfg, data.info, run_dir, dd, device)
-    steps_per_epoch, total_steps = plan_steps(data, cfg, dd.world_size)
+    steps_per_epoch = epoch_steps[0]
     optimizer, lookahead, scheduler = build_optimization(raw, tc, total_steps)
     pos, rng = Position(), None
     if resume:  # weights, optimizer, schedule, Lookahead, position; the RNG now or after the data skip
@@ -183,7 +203,7 @@ def fit(trainer: Trainer, cfg: RunConfig, data, run_dir: str | Path, *, resume: 
                 model=wrap_model(raw, trainer, tc, dd, device), optimizer=optimizer, scheduler=scheduler,
                 lookahead=lookahead, generator=torch.Generator(device=device),
                 logger=MetricsLog(run_dir, dd.main, pos.global_step if resume else None), progress=progress,
-                steps_per_epoch=steps_per_epoch, total_steps=total_steps, has_val=_num_samples(data, "val") > 0)
+                epoch_steps=epoch_steps, total_steps=total_steps, has_val=_num_samples(data, "val") > 0)
 
     s.emit({"kind": "start", "epochs": tc.epochs, "steps_per_epoch": steps_per_epoch, "start_epoch": pos.epoch,
             "total_steps": total_steps})
@@ -253,7 +273,7 @@ class Session:
     generator: torch.Generator                      # the device-side augmentations' random stream
     logger: MetricsLog
     progress: Progress | None
-    steps_per_epoch: int
+    epoch_steps: list[int]                          # optimizer steps each epoch yields (plan_steps)
     total_steps: int
     has_val: bool
     hooks: list = field(init=False)                 # modules told the epoch (late dropout)
@@ -280,18 +300,43 @@ def build_model(trainer: Trainer, cfg: RunConfig, info: DatasetInfo, run_dir: Pa
     return model
 
 
-def plan_steps(data, cfg: RunConfig, world_size: int) -> tuple[int, int]:
-    """Optimizer steps per epoch and in all (``max_steps`` caps the latter); the schedule spans them."""
-    tc, bs = cfg.train, cfg.data.batch_size
-    per_rank = data.num_samples("train") // world_size
-    micro_per_epoch = per_rank // bs if cfg.data.drop_last else -(-per_rank // bs)
-    if micro_per_epoch < 1:
-        raise ConfigError(f"{per_rank} training samples per rank: fewer than one batch of {bs}")
-    steps_per_epoch = max(1, micro_per_epoch // tc.grad_accum)
-    total_steps = steps_per_epoch * tc.epochs
+def plan_steps(data, cfg: RunConfig, world_size: int) -> tuple[list[int], int]:
+    """Optimizer steps of each epoch and in all (``max_steps`` caps the latter); the schedule spans them.
+
+    Counted from the batches the loader really yields in each epoch (``data.num_batches``: every
+    loader worker drops its own partial batch, and which shards a worker reads changes with the
+    epoch's shuffle), on the rank that yields fewest (under DDP every rank stops when one runs out).
+    """
+    tc, dc = cfg.train, cfg.data
+    micro = [min(data.num_batches("train", epoch=e, train=True, batch_size=dc.batch_size, rank=r,
+                                  world_size=world_size, drop_last=dc.drop_last) for r in range(world_size))
+             for e in range(tc.epochs)]
+    if not micro or min(micro) < 1:
+        per_rank = data.num_samples("train") // world_size
+        raise ConfigError(f"{per_rank} training samples per rank: fewer than one batch of {dc.batch_size} "
+                          "(lower data.batch_size)")
+    if min(micro) < tc.grad_accum:
+        raise ConfigError(f"{min(micro)} batches in an epoch: fewer than train.grad_accum {tc.grad_accum}")
+    epoch_steps = [m // tc.grad_accum for m in micro]
+    total_steps = sum(epoch_steps)
     if tc.max_steps is not None:
         total_steps = min(total_steps, tc.max_steps)
-    return steps_per_epoch, total_steps
+    return epoch_steps, total_steps
+
+
+def check_preconditions(trainer: Trainer, data, test: bool) -> None:
+    """What would otherwise fail late: the test split ``--test`` evaluates at the end, and the label or
+    character map the trainer's targets are numbered by. (The validation fold and the training
+    batches are checked by ``plan_steps``.)"""
+    if test and not _num_samples(data, "test", strict=True):
+        raise ConfigError(f"{getattr(data, 'path', 'the data')}: the test split is empty, nothing for --test")
+    info = data.info
+    if trainer.target == "label" and not info.labels:
+        raise ConfigError(f"{getattr(data, 'path', 'the data')}: no label map; the {trainer.name} trainer "
+                          "needs a label per sequence")
+    if trainer.target == "text" and not info.characters:
+        raise ConfigError(f"{getattr(data, 'path', 'the data')}: no character map; the {trainer.name} trainer "
+                          "needs a phrase per sequence")
 
 
 def build_optimization(raw: nn.Module, tc: LoopConfig, total_steps: int):
@@ -314,7 +359,7 @@ def restore_checkpoint(run_dir: Path, raw: nn.Module, optimizer, scheduler, look
     ckpt.load_weights(raw, ckpt.checkpoint_dir(run_dir) / "last.safetensors")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    planned = getattr(scheduler, "total_steps", total_steps + 1) - 1
+    planned = getattr(scheduler, "planned_steps", total_steps)
     if planned != total_steps:
         raise ConfigError(f"{run_dir}: the run was planned for {planned} steps, now {total_steps}: "
                           "resume with the run's own epochs, batch size and max_steps")
@@ -374,7 +419,7 @@ def train_epoch(s: Session, pos: Position, epoch: int, rng: dict | None) -> None
     batches = epoch_batches(s, epoch, pos.step_in_epoch, rng)
     pos.epoch, micro, meter = epoch, pos.step_in_epoch, LossMeter(s.device)
     s.emit({"kind": "epoch_start", "epoch": epoch})
-    micro_total = s.steps_per_epoch * tc.grad_accum
+    micro_total = s.epoch_steps[epoch] * tc.grad_accum
     while micro < micro_total and pos.global_step < s.total_steps:
         batch = next_batch(s, batches)
         if batch is None:
@@ -441,9 +486,11 @@ def forward_backward(s: Session, b: dict, awp_on: bool, sync: bool) -> torch.Ten
 
 
 def optimizer_step(s: Session) -> None:
-    """Clip, step the optimizer, Lookahead and the schedule, clear the gradients."""
+    """Clip, decay (``lr-squared`` weight decay), step the optimizer, Lookahead and the schedule, clear
+    the gradients."""
     if s.cfg.train.clip_grad:
         torch.nn.utils.clip_grad_norm_(s.raw.parameters(), s.cfg.train.clip_grad)
+    decay_weights(s.optimizer)
     s.optimizer.step()
     if s.lookahead is not None:
         s.lookahead.after_step()
@@ -543,8 +590,10 @@ def evaluate_split(trainer: Trainer, model: nn.Module, data, split: str, cfg: Ru
     return metrics
 
 
-def _num_samples(data, split: str) -> int:
+def _num_samples(data, split: str, strict: bool = False) -> int:
     try:
         return data.num_samples(split)
     except ConfigError:  # a source without that split
+        if strict:
+            raise
         return 0

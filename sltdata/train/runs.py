@@ -3,6 +3,7 @@ config at hand (everything needed is saved there: config.yaml, dataset.json, che
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -13,6 +14,8 @@ from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, load_config
 from sltdata.train.registry import bundled_configs, get_trainer
+
+log = logging.getLogger(__name__)
 
 
 def resolve_config(config: str | Path | dict | None) -> str | Path | dict | None:
@@ -27,8 +30,12 @@ def resolve_config(config: str | Path | dict | None) -> str | Path | dict | None
 
 def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str | Path | dict | None = None,
           overrides: list[str] | None = None, *, val_fold: int | None = None, epochs: int | None = None,
-          test: bool = False, resume: bool = False, progress=None) -> dict:
-    """What ``sltdata train`` does: resolve the config, open the shards, run the loop."""
+          test: bool = False, resume: bool = False, device: str | None = None, progress=None) -> dict:
+    """What ``sltdata train`` does: resolve the config, open the shards, run the loop.
+
+    ``out`` must be new, empty, or a run that stopped before its first checkpoint (a re-run starts
+    it over); ``resume`` continues it from its last checkpoint, or starts it over with its own
+    config when it has none."""
     from sltdata.train.data import ShardData
     from sltdata.train.loop import fit
 
@@ -38,17 +45,34 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
         if not (out / "config.yaml").is_file():
             raise ConfigError(f"{out}: no run to resume (config.yaml missing)")
         config = out / "config.yaml"  # the run's own resolved config; overrides still apply
-    elif out.exists() and any(out.iterdir()):
+        if not has_checkpoint(out):  # killed before its first checkpoint: start it over, same config
+            log.warning("%s: no checkpoint yet; starting the run from the beginning", out)
+            resume = False
+    elif out.exists() and any(out.iterdir()) and not started_without_checkpoint(out):
         raise ConfigError(f"{out}: run directory is not empty (use --resume to continue it)")
     extra = list(overrides or [])
     if val_fold is not None:
         extra.append(f"data.val_fold={val_fold}")
     if epochs is not None:
         extra.append(f"train.epochs={epochs}")
+    if device is not None:
+        extra.append(f"train.device={device}")
     cfg = load_config(resolve_config(config), extra, model_class=trainer.config_class)
     cfg.trainer = trainer_name
     data = ShardData(data_dir, cfg, trainer.target)
     return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run saved a resumable checkpoint (its ``last`` state)."""
+    return (ckpt.checkpoint_dir(run_dir) / "last.state.pt").is_file()
+
+
+def started_without_checkpoint(run_dir: Path) -> bool:
+    """A run directory that a start left before its first checkpoint (a failed start, a run killed in
+    its first epoch): it holds the config the run writes first and nothing resumable, so a re-run
+    may take it over instead of leaving the user a directory neither re-run nor --resume accepts."""
+    return (run_dir / "config.yaml").is_file() and not has_checkpoint(run_dir)
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Trainer, RunConfig, DatasetInfo, nn.Module]:
@@ -72,7 +96,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
 
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
     data = ShardData(data_dir, cfg, trainer.target)
-    data.info = info  # the run's label map, not re-derived
+    data.use_run_maps(info, trainer.target)  # targets in the run's ids, matched by name
     _, dev = setup_distributed(device)
     out = Path(out) if out else Path(run_dir) / f"eval-{split}"
     return evaluate_split(trainer, model.to(dev), data, split, cfg, dev, out), out
