@@ -22,7 +22,8 @@ from sltdata.train.loop import evaluate
 from sltdata.train.optim import build_scheduler
 from sltdata.train.registry import bundled_config
 from sltdata.train.runs import evaluate_run, export_run, load_run, train
-from trainers.islr import ISLRConfig
+from trainers.common.blocks import LinformerBlock
+from trainers.islr import ARCHS, ISLRConfig, ISLRModel, ISLRTrainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -139,3 +140,59 @@ def test_ensemble_refuses_members_with_different_label_maps(seed_runs, tmp_path)
     with pytest.raises(ConfigError, match="dataset.json labels differs"):
         make_ensemble([seed_runs[0], other], tmp_path / "e")
     assert not (tmp_path / "e").exists()
+
+
+# --- seed 001's architectures --------------------------------------------------------------------
+
+def small(arch: str, **kw) -> ISLRConfig:
+    return ISLRConfig(arch=arch, dim=16, stages=1, conv_per_stage=1, kernel_size=3, heads=2, drop=0.0,
+                      attn_drop=0.0, late_dropout=0.0, linformer_k=8, **kw)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_architecture_learns_a_fixed_batch(arch):
+    torch.manual_seed(0)
+    model, trainer = ISLRModel(small(arch), feature_dim=10, num_classes=3, max_length=20), ISLRTrainer()
+    lengths = torch.tensor([20, 15, 9, 20, 4, 12])
+    batch = {"features": torch.randn(6, 20, 10), "mask": torch.arange(20)[None, :] < lengths[:, None],
+             "target": torch.tensor([0, 1, 2, 0, 1, 2])}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        loss = trainer.loss(model.train(), batch, model.cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_recurrent_blocks_have_192_units_per_direction_as_in_the_seed():
+    for arch, rnn in (("cnn-bigru", torch.nn.GRU), ("cnn-bilstm", torch.nn.LSTM)):
+        model = ISLRModel(ISLRConfig(arch=arch), feature_dim=10, num_classes=3)
+        block = next(b for b in model.blocks if hasattr(b, "fwd"))
+        assert isinstance(block.fwd, rnn) and (block.fwd.hidden_size, block.bwd.hidden_size) == (192, 192)
+        x = torch.randn(2, 7, 192)
+        out = block.eval()(x, torch.ones(2, 7, 1), None)
+        f, _ = block.fwd(x)
+        r, _ = block.bwd(x.flip(1))
+        torch.testing.assert_close(out, x + block.proj(torch.cat([f, r.flip(1)], -1)))
+
+
+def test_linformer_output_of_real_frames_ignores_what_and_how_much_padding_follows():
+    torch.manual_seed(0)
+    block = LinformerBlock(16, heads=2, k=8, max_frames=24, mlp_expand=2, drop=0.0, attn_drop=0.0).eval()
+    x = torch.randn(1, 10, 16)
+    m = torch.ones(1, 10, 1)
+    want = block(x, m)
+    padded = torch.cat([x, 100 * torch.randn(1, 14, 16)], 1)
+    got = block(padded, torch.cat([m, torch.zeros(1, 14, 1)], 1))
+    torch.testing.assert_close(got[:, :10], want, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(block(torch.cat([x[:, :9], 100 * x[:, 9:]], 1), m)[:, 0], want[:, 0])  # real keys do count
+    with pytest.raises(ValueError, match="25 frames"):
+        block(torch.randn(1, 25, 16), torch.ones(1, 25, 1))
+
+
+def test_linformer_needs_a_fixed_max_length():
+    with pytest.raises(ConfigError, match="transforms.max_length"):
+        ISLRModel(small("cnn-linformer"), feature_dim=10, num_classes=3, max_length=None)
