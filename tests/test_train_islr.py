@@ -31,7 +31,7 @@ def tiny_model(arch: str, seed: int = 0) -> ISLRModel:
     torch.manual_seed(seed)
     cfg = ISLRConfig(arch=arch, dim=16, stages=1, conv_per_stage=2, kernel_size=5, heads=2, drop=0.0,
                      attn_drop=0.0, late_dropout=0.0)
-    return ISLRModel(cfg, feature_dim=10, num_classes=4)
+    return ISLRModel(cfg, feature_dim=10, num_classes=4, max_length=32)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

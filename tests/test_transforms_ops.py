@@ -10,7 +10,8 @@ from sltdata.testing import fake_landmarks
 from sltdata.transforms import build_pipeline, load_transform_config, sample_rng
 from sltdata.transforms import numpy_ops as ops
 
-ALL_ON = {"augment": {k: {"p": 1.0} for k in ("rescale", "flip", "affine", "jitter", "frame_mask", "cutout")}}
+AUGS = ("rescale", "flip", "affine", "jitter", "frame_mask", "cutout", "spatial_mask", "crop")
+ALL_ON = {"augment": {k: {"p": 1.0} for k in AUGS}}
 NO_AUG = {"augment": False}
 LH, RH = HOLISTIC_543.offsets["left_hand"], HOLISTIC_543.offsets["right_hand"]
 
@@ -164,8 +165,7 @@ def test_flip_mirrors_a_left_hand_into_a_right_hand():
     lm = np.full((4, 543, 3), np.nan, np.float32)
     lm[:, LH:LH + 21] = fake_landmarks(4, 21, seed=0, nan_fraction=0.0)
     pipe = build_pipeline({**NO_AUG, "preset": "hands", "normalize": {"center": "mean", "scale": "none"},
-                           "augment": {"flip": {"p": 1.0}, **{k: {"p": 0.0} for k in
-                                       ("rescale", "affine", "jitter", "frame_mask", "cutout")}}})
+                           "augment": {k: {"p": 1.0 if k == "flip" else 0.0} for k in AUGS}})
     plain, _ = pipe(lm)
     flipped, _ = pipe(lm, sample_rng(0, "k"), train=True)
     # columns: x of left hand (21), x of right hand (21), y left, y right
@@ -175,8 +175,7 @@ def test_flip_mirrors_a_left_hand_into_a_right_hand():
 
 
 def test_cutout_hides_one_contiguous_block_and_keeps_it_in_the_mask():
-    aug = load_transform_config({"augment": {k: {"p": 1.0 if k == "cutout" else 0.0} for k in
-                                             ("rescale", "flip", "affine", "jitter", "frame_mask", "cutout")}}).augment
+    aug = load_transform_config({"augment": {k: {"p": 1.0 if k == "cutout" else 0.0} for k in AUGS}}).augment
     d, fire = ops.draw_scalars(aug, sample_rng(0, "k"))
     d = ops.draw_frames(aug, sample_rng(0, "k"), d, fire, 50)
     hidden = np.flatnonzero(d.hidden)
@@ -216,3 +215,57 @@ def test_hands_are_the_two_hand_components_of_the_layout():
     assert HOLISTIC_543.hand_components == ("left_hand", "right_hand")
     assert HOLISTIC_543.hand_indices().tolist() == list(range(LH, LH + 21)) + list(range(RH, RH + 21))
     assert build_pipeline(None).hands.tolist() == HOLISTIC_543.hand_indices().tolist()
+
+
+def only(name: str, **settings) -> dict:
+    """A config with one augmentation always on and every other off."""
+    return {"augment": {k: {"p": 1.0, **settings} if k == name else {"p": 0.0} for k in AUGS}}
+
+
+def test_spatial_mask_hides_exactly_the_points_strictly_inside_the_square():
+    x = np.array([[[0.30, 0.50, 0.29, 0.60, 0.45]],     # x of 5 points, one frame
+                  [[0.30, 0.40, 0.35, 0.60, 0.10]]], np.float32)  # y
+    out = ops.spatial_mask(x, np.array([0.25, 0.25, 0.3]))  # square (0.25, 0.55) x (0.25, 0.55)
+    np.testing.assert_array_equal(np.isnan(out[0, 0]), [True, True, True, False, False])
+    np.testing.assert_array_equal(np.isnan(out[1, 0]), [True, True, True, False, False])
+    np.testing.assert_array_equal(out[:, 0, 3:], x[:, 0, 3:])
+
+
+def test_spatial_mask_is_drawn_in_its_size_range_and_applied_before_normalization():
+    aug = load_transform_config(only("spatial_mask")).augment
+    sides = [ops.draw_scalars(aug, sample_rng(s, "k"))[0].spatial_mask[2] for s in range(200)]
+    assert 0.2 <= min(sides) < 0.22 and 0.38 < max(sides) <= 0.4
+    # a sequence whose raw points all lie inside the drawn square: every point hidden -> all zeros
+    pipe = build_pipeline({**only("spatial_mask"), "preset": "hands", "normalize": {"center": "mean"}})
+    draw = ops.draw_scalars(pipe.cfg.augment, sample_rng(0, "k"))[0]
+    x0, y0, side = draw.spatial_mask
+    lm = np.full((6, 543, 3), np.nan, np.float32)
+    lm[:, LH:LH + 21, 0] = x0 + side * np.linspace(0.1, 0.9, 21)
+    lm[:, LH:LH + 21, 1] = y0 + side * 0.5
+    lm[:, LH:LH + 21, 2] = 0
+    feats, mask, _ = pipe.run(lm, draw=draw)
+    plain, _ = pipe(lm)
+    assert plain[:6].any() and not feats[:6].any() and mask[:6].all()
+
+
+def test_training_crops_a_random_window_and_eval_keeps_the_first_frames():
+    cfg = {**only("crop"), "preset": "nose", "normalize": {"center": "none", "scale": "none"}, "motion": [],
+           "max_length": 10}
+    lm = np.zeros((40, 543, 3), np.float32)
+    lm[:, 1, 0] = np.arange(40)  # x of the nose tip = frame number
+    pipe = build_pipeline(cfg)
+    plain, _ = pipe(lm)
+    np.testing.assert_array_equal(plain[:, 0], np.arange(10))
+    starts = set()
+    for s in range(60):
+        feats, mask, draw = pipe.run(lm, sample_rng(s, "k"), train=True)
+        start = ops.crop_start(40, 10, draw.crop)
+        np.testing.assert_array_equal(feats[:, 0], np.arange(start, start + 10))
+        assert mask.all()
+        starts.add(start)
+    assert min(starts) <= 3 and max(starts) >= 27 and len(starts) > 15  # every start 0..30 can be drawn
+
+
+def test_crop_start_covers_every_window_and_never_runs_past_the_end():
+    assert [ops.crop_start(13, 10, p) for p in (0.0, 0.2499, 0.25, 0.5, 0.75, 0.9999)] == [0, 0, 1, 2, 3, 3]
+    assert ops.crop_start(8, 10, 0.9) == 0

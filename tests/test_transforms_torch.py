@@ -11,10 +11,11 @@ from sltdata.testing import fake_landmarks  # noqa: E402
 from sltdata.transforms import build_pipeline, load_transform_config, sample_rng  # noqa: E402
 from sltdata.transforms.torch_ops import BatchAugment, stack_draws  # noqa: E402
 
-AUGS = ("rescale", "flip", "affine", "jitter", "frame_mask", "cutout")
+AUGS = ("rescale", "flip", "affine", "jitter", "frame_mask", "cutout", "spatial_mask", "crop")
 CONFIGS = [
     None,
     {"augment": {k: {"p": 1.0} for k in AUGS}},
+    {"max_length": 16, "augment": {k: {"p": 1.0} for k in AUGS}},  # random crops of most samples
     {"max_length": 24, "temporal": {"resize": True, "fill_gaps": 3, "drop_frames": "handless"},
      "motion": ["velocity", "acceleration", "lag2"], "normalize": {"scale": "shoulders", "drop_z": False}},
     {"preset": "hands+pose-upper", "max_length": None, "temporal": {"pad": False, "drop_frames": "none"},

@@ -18,8 +18,10 @@ code published with it), and seed 001 of this project, which compared its varian
 
 Architectures by config (``model.arch``): ``cnn-transformer`` (default, the solution's), ``cnn``
 (Conv1D blocks only), ``transformer`` (transformer blocks with sinusoidal positions), ``cnn-bigru`` and
-``cnn-bilstm`` (the sequence block is a bidirectional GRU/LSTM; the backward direction reverses each
-sequence within its own length so padding stays after the real frames).
+``cnn-bilstm`` (the sequence block is a bidirectional GRU/LSTM, 192 units per direction as in seed 001;
+the backward direction reverses each sequence within its own length so padding stays after the real
+frames), and ``cnn-linformer`` (seed 001's sixth: Linformer attention, keys and values projected along
+time to ``linformer_k`` rows; it needs a fixed ``transforms.max_length``).
 
 Batch norm here is masked (statistics over real frames only), so padded frames affect neither
 training statistics nor outputs. The Conv1D, transformer and batch-norm blocks live in
@@ -48,16 +50,17 @@ from torch import nn
 from sltdata.errors import ConfigError
 from sltdata.train.base import DatasetInfo, Trainer
 from trainers.common import CONFIGS_DIR
-from trainers.common.blocks import Conv1DBlock, MaskedBatchNorm, SampleDropout, TransformerBlock, masked_mean
+from trainers.common.blocks import (Conv1DBlock, LinformerBlock, MaskedBatchNorm, SampleDropout, TransformerBlock,
+                                    masked_mean)
 
 log = logging.getLogger(__name__)
 
-ARCHS = ("cnn-transformer", "cnn", "transformer", "cnn-bigru", "cnn-bilstm")
+ARCHS = ("cnn-transformer", "cnn", "transformer", "cnn-bigru", "cnn-bilstm", "cnn-linformer")
 
 
 @dataclass
 class ISLRConfig:
-    arch: Literal["cnn-transformer", "cnn", "transformer", "cnn-bigru", "cnn-bilstm"] = "cnn-transformer"
+    arch: Literal["cnn-transformer", "cnn", "transformer", "cnn-bigru", "cnn-bilstm", "cnn-linformer"] = "cnn-transformer"
     dim: int = 192
     stages: int = 2                 # each: conv_per_stage Conv1D blocks + one sequence block
     conv_per_stage: int = 3
@@ -67,6 +70,8 @@ class ISLRConfig:
     eca_kernel: int = 5
     heads: int = 4
     mlp_expand: int = 2             # transformer MLP expansion
+    rnn_units: int = 192            # BiGRU/BiLSTM units per direction (seed 001); 96 = runs made before
+    linformer_k: int = 128          # Linformer: keys/values projected along time to this many rows
     drop: float = 0.2               # per-sample dropout in blocks
     attn_drop: float = 0.2
     late_dropout: float = 0.8
@@ -77,9 +82,9 @@ class ISLRConfig:
     def validate(self) -> None:
         if self.dim % self.heads:
             raise ConfigError(f"config model.dim {self.dim} must be divisible by model.heads {self.heads}")
-        if self.arch == "cnn-bigru" or self.arch == "cnn-bilstm":
-            if self.dim % 2:
-                raise ConfigError("config model.dim must be even for bidirectional RNNs")
+        for name in ("rnn_units", "linformer_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"config model.{name}: must be at least 1")
         if not self.dilations or not all(isinstance(d, int) and d >= 1 for d in self.dilations):
             raise ConfigError("config model.dilations: a list of integers >= 1")
         for name in ("drop", "attn_drop", "late_dropout", "label_smoothing", "bn_momentum"):
@@ -109,13 +114,16 @@ class LateDropout(nn.Module):
 
 class BiRNN(nn.Module):
     """Bidirectional GRU/LSTM whose backward pass reverses each sequence within its length, so the
-    padding after the real frames is never read before them; output dim == input dim (residual)."""
+    padding after the real frames is never read before them. ``units`` per direction (seed 001: 192);
+    the concatenated 2 x units are projected back to ``dim`` for the residual (no projection when
+    2 x units == dim, which is how runs made with dim // 2 units load)."""
 
-    def __init__(self, dim: int, kind: str, drop: float):
+    def __init__(self, dim: int, kind: str, drop: float, units: int):
         super().__init__()
         rnn = nn.GRU if kind == "gru" else nn.LSTM
-        self.fwd = rnn(dim, dim // 2, batch_first=True)
-        self.bwd = rnn(dim, dim // 2, batch_first=True)
+        self.fwd = rnn(dim, units, batch_first=True)
+        self.bwd = rnn(dim, units, batch_first=True)
+        self.proj = nn.Identity() if 2 * units == dim else nn.Linear(2 * units, dim, bias=False)
         self.drop = SampleDropout(drop)
 
     def forward(self, x: torch.Tensor, m: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
@@ -126,8 +134,9 @@ class BiRNN(nn.Module):
         idx = rev.unsqueeze(-1).expand_as(x)
         f, _ = self.fwd(x)
         r, _ = self.bwd(torch.gather(x, 1, idx))
-        h = torch.cat([f, torch.gather(r, 1, idx[..., : r.shape[-1]])], -1)
-        return x + self.drop(h)
+        ridx = rev.unsqueeze(-1).expand(*rev.shape, r.shape[-1])
+        h = torch.cat([f, torch.gather(r, 1, ridx)], -1)
+        return x + self.drop(self.proj(h))
 
 
 def sinusoid(t: int, dim: int, device) -> torch.Tensor:
@@ -141,15 +150,19 @@ def sinusoid(t: int, dim: int, device) -> torch.Tensor:
 class ISLRModel(nn.Module):
     """features (B, T, D) float, mask (B, T) bool -> logits (B, classes)."""
 
-    def __init__(self, cfg: ISLRConfig, feature_dim: int, num_classes: int):
+    def __init__(self, cfg: ISLRConfig, feature_dim: int, num_classes: int, max_length: int | None = None):
+        """``max_length``: the longest input (the transforms' max_length); the Linformer needs it."""
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
+        if cfg.arch == "cnn-linformer" and max_length is None:
+            raise ConfigError("config model.arch cnn-linformer projects keys along time, so it needs a fixed "
+                              "transforms.max_length (got null)")
         self.stem = nn.Linear(feature_dim, d, bias=False)
         self.stem_bn = MaskedBatchNorm(d, cfg.bn_momentum)
         conv_n = 0 if cfg.arch == "transformer" else cfg.conv_per_stage
         seq = {"cnn-transformer": "transformer", "transformer": "transformer", "cnn": None,
-               "cnn-bigru": "gru", "cnn-bilstm": "lstm"}[cfg.arch]
+               "cnn-bigru": "gru", "cnn-bilstm": "lstm", "cnn-linformer": "linformer"}[cfg.arch]
         blocks: list[nn.Module] = []
         for s in range(cfg.stages):
             for i in range(conv_n):
@@ -157,8 +170,11 @@ class ISLRModel(nn.Module):
                 blocks.append(Conv1DBlock(d, cfg.kernel_size, dil, cfg.expand, cfg.drop, cfg.eca_kernel, cfg.bn_momentum))
             if seq == "transformer":
                 blocks.append(TransformerBlock(d, cfg.heads, cfg.mlp_expand, cfg.drop, cfg.attn_drop, cfg.bn_momentum))
+            elif seq == "linformer":
+                blocks.append(LinformerBlock(d, cfg.heads, cfg.linformer_k, max_length, cfg.mlp_expand, cfg.drop,
+                                             cfg.attn_drop, cfg.bn_momentum))
             elif seq in ("gru", "lstm"):
-                blocks.append(BiRNN(d, seq, cfg.drop))
+                blocks.append(BiRNN(d, seq, cfg.drop, cfg.rnn_units))
         self.blocks = nn.ModuleList(blocks)
         self.top = nn.Linear(d, 2 * d)
         self.late_dropout = LateDropout(cfg.late_dropout, cfg.late_dropout_start_epoch)
@@ -193,7 +209,7 @@ class ISLRTrainer(Trainer):
     configs_dir = CONFIGS_DIR
 
     def build(self, cfg: ISLRConfig, info: DatasetInfo) -> nn.Module:
-        return ISLRModel(cfg, info.feature_dim, info.num_classes)
+        return ISLRModel(cfg, info.feature_dim, info.num_classes, info.max_length)
 
     def loss(self, model: nn.Module, batch: dict, cfg: ISLRConfig) -> torch.Tensor:
         logits = model(batch["features"], batch["mask"])

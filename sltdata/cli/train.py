@@ -76,7 +76,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name (listed below)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports."),
-    val_fold: Optional[int] = typer.Option(None, "--val-fold", help="Validate on fold K, train on the other folds."),
+    val_fold: Optional[str] = typer.Option(None, "--val-fold", help="Validate on fold K, train on the other folds; 'none': train on every fold, no validation (the last checkpoint is the final model)."),
     test: bool = typer.Option(False, "--test", help="After training, evaluate the best checkpoint on the test split."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override train.epochs."),
@@ -87,6 +87,14 @@ def train(
 
     from sltdata.train.runs import train as run_train
 
+    from sltdata.errors import ConfigError
+
+    if val_fold is not None and val_fold.lower() in ("none", "null"):
+        set_, val_fold = [*(set_ or []), "data.val_fold=null"], None  # after --set: the flag wins
+    elif val_fold is not None:
+        if not val_fold.isdigit():
+            raise ConfigError(f"--val-fold {val_fold}: a fold number or 'none'")
+        val_fold = int(val_fold)
     main = int(os.environ.get("RANK", "0")) == 0
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[stats]}"), console=console, transient=True, disable=not main)
@@ -132,6 +140,20 @@ def export(
     path, diff = export_run(run, format=format, out=out, checkpoint=checkpoint)
     check = "" if diff is None else f" (onnxruntime max |logit diff| {diff:.2e})"
     typer.echo(f"wrote {path}{check}")
+
+
+@app.command()
+def ensemble(
+    runs: List[Path] = typer.Argument(..., help="Run directories to average (e.g. one per seed, trained with --val-fold none)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Ensemble run directory to write (evaluate / export take it)."),
+    checkpoint: str = typer.Option("best", help="Which checkpoint of each run: best or last."),
+):
+    """Average the logits of several runs of one trainer: writes a run directory that `evaluate`
+    and `export` accept (ONNX: one graph averaging the members)."""
+    from sltdata.train.ensemble import make_ensemble
+
+    path = make_ensemble(runs, out, checkpoint=checkpoint)
+    typer.echo(f"wrote an ensemble of {len(runs)} runs into {path}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, load_config
+from sltdata.train.ensemble import is_ensemble, load_ensemble
 from sltdata.train.registry import bundled_configs, get_trainer
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ def started_without_checkpoint(run_dir: Path) -> bool:
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Trainer, RunConfig, DatasetInfo, nn.Module]:
-    """Rebuild the trainer, config, dataset info and model (weights loaded) of a run directory."""
+    """Rebuild the trainer, config, dataset info and model (weights loaded) of a run directory; for an
+    ensemble (``sltdata ensemble``) the model averages its members' logits."""
     run_dir = Path(run_dir)
+    if is_ensemble(run_dir):
+        return load_ensemble(run_dir, load_run)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml")

@@ -13,11 +13,13 @@ all points, velocity and acceleration concatenated (seed 001's first and second 
 solution used lags 1 and 2, available as ``motion: [velocity, lag2]``). "Nose" here is face-mesh
 point 1, the nose tip; the solution's reference "landmark 17" is face-mesh point 17, on the lower
 lip, and ``normalize.center: face:17`` reproduces it exactly. Its augmentation probabilities (resample 0.8,
-flip 0.5, affine 0.75, temporal block mask 0.5) and ranges are the augment defaults. Two deliberate
-differences, both documented: the scale is one scalar std over x and y (the solution's per-axis std
+flip 0.5, affine 0.75, temporal block mask 0.5, spatial mask 0.5, random temporal crop to max_length
+in training) and ranges are the augment defaults. Two deliberate differences, both documented: the scale is one scalar std over x and y (the solution's per-axis std
 distorts the aspect ratio, which rotation augmentation then sees), and augmentations run after
 normalization (the solution augmented raw coordinates, so its shift and scale were undone by
-normalization).
+normalization). The spatial mask is the one augmentation that runs before normalization: its square
+(side 0.2-0.4, corner uniform in [0, 1)^2) is a region of the camera image, so it needs the source's
+image coordinates (MediaPipe's 0..1); on pixel-unit sources set ``augment.spatial_mask.p: 0``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,17 @@ class CutoutAugment:
 
 
 @dataclass(frozen=True)
+class SpatialMaskAugment:
+    p: float = 0.5
+    size: tuple[float, float] = (0.2, 0.4)  # side of the square, in the source's image coordinates (0..1)
+
+
+@dataclass(frozen=True)
+class CropAugment:
+    p: float = 1.0  # longer than max_length (and not resized): a random window instead of the first frames
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     rescale: RescaleAugment = field(default_factory=RescaleAugment)
     flip: FlipAugment = field(default_factory=FlipAugment)
@@ -102,6 +115,8 @@ class AugmentConfig:
     jitter: JitterAugment = field(default_factory=JitterAugment)
     frame_mask: FrameMaskAugment = field(default_factory=FrameMaskAugment)
     cutout: CutoutAugment = field(default_factory=CutoutAugment)
+    spatial_mask: SpatialMaskAugment = field(default_factory=SpatialMaskAugment)
+    crop: CropAugment = field(default_factory=CropAugment)
 
     @property
     def any(self) -> bool:
@@ -242,7 +257,8 @@ def _check(cfg: TransformConfig, layout=None) -> None:
         if not 0.0 <= p <= 1.0:
             raise FieldError(f"augment.{f.name}.p", f"{p} is not a probability in [0, 1]")
     for key, (lo, hi) in (("rescale.range", a.rescale.range), ("affine.scale", a.affine.scale),
-                          ("frame_mask.fraction", a.frame_mask.fraction), ("cutout.length", a.cutout.length)):
+                          ("frame_mask.fraction", a.frame_mask.fraction), ("cutout.length", a.cutout.length),
+                          ("spatial_mask.size", a.spatial_mask.size)):
         if lo > hi:
             raise FieldError(f"augment.{key}", f"range [{lo}, {hi}] has low > high")
     if a.rescale.range[0] <= 0:
@@ -254,7 +270,8 @@ def _check(cfg: TransformConfig, layout=None) -> None:
             raise FieldError(f"augment.affine.{name}", f"must be >= 0, got {getattr(a.affine, name)}")
     if a.jitter.sigma < 0:
         raise FieldError("augment.jitter.sigma", f"must be >= 0, got {a.jitter.sigma}")
-    for key, (lo, hi) in (("frame_mask.fraction", a.frame_mask.fraction), ("cutout.length", a.cutout.length)):
+    for key, (lo, hi) in (("frame_mask.fraction", a.frame_mask.fraction), ("cutout.length", a.cutout.length),
+                          ("spatial_mask.size", a.spatial_mask.size)):
         if lo < 0 or hi > 1:
             raise FieldError(f"augment.{key}", f"fractions must lie in [0, 1], got {[lo, hi]}")
     if a.flip.p > 0:

@@ -69,6 +69,21 @@ def fit_length(x: np.ndarray, max_length: int | None, resize: bool) -> np.ndarra
     return interpolate_frames(x, max_length) if resize else x[:, :max_length]
 
 
+def crop_start(n: int, max_length: int, position: float) -> int:
+    """First frame of a ``max_length`` window in ``n`` frames, ``position`` in [0, 1) choosing among
+    the ``n - max_length + 1`` possible starts (float64 product, floored: the torch twin repeats it)."""
+    return int(math.floor(position * (n - max_length + 1))) if n > max_length else 0
+
+
+def crop(x: np.ndarray, max_length: int | None, position: float) -> np.ndarray:
+    """A random ``max_length`` window of a longer sequence (ISLR 1st place trains on random crops; a
+    cut that always keeps the first frames never shows the model how long signs end)."""
+    if max_length is None or x.shape[1] <= max_length:
+        return x
+    start = crop_start(x.shape[1], max_length, position)
+    return x[:, start:start + max_length]
+
+
 def rescaled_length(n: int, factor: float) -> int:
     return 0 if n == 0 else max(1, int(np.round(n * factor)))
 
@@ -155,6 +170,23 @@ def affine(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     out[0] = a[0, 0] * x[0] + a[0, 1] * x[1] + b[0]
     out[1] = a[1, 0] * x[0] + a[1, 1] * x[1] + b[1]
     return out
+
+
+def spatial_mask_bounds(square: np.ndarray) -> tuple[np.float32, np.float32, np.float32, np.float32]:
+    """(x0, x1, y0, y1) float32 of a drawn square (x0, y0, side): computed in float64, then rounded
+    once, so the NumPy and torch paths compare the same float32 numbers."""
+    x0, y0, side = (float(v) for v in square)
+    return np.float32(x0), np.float32(x0 + side), np.float32(y0), np.float32(y0 + side)
+
+
+def spatial_mask(x: np.ndarray, square: np.ndarray) -> np.ndarray:
+    """Points whose x/y lie strictly inside the square lose every coordinate (NaN), in all frames:
+    a region of the image where the detector saw nothing (ISLR 1st place ``spatial_mask``)."""
+    x0, x1, y0, y1 = spatial_mask_bounds(square)
+    inside = (x0 < x[0]) & (x[0] < x1) & (y0 < x[1]) & (x[1] < y1)
+    if not inside.any():
+        return x
+    return np.where(inside, np.float32(np.nan), x)
 
 
 def jitter(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -252,6 +284,8 @@ class AugmentDraw:
     affine: np.ndarray | None = None  # (2, 3) float64 [A | t]
     jitter: np.ndarray | None = None  # (T, 2) float32 per-frame offsets, T = frames after fit_length
     hidden: np.ndarray | None = None  # (T,) bool frames hidden by frame masking and cutout
+    spatial_mask: np.ndarray | None = None  # (3,) float64 square: x0, y0 (image coords), side
+    crop: float | None = None  # where a too-long sequence's window starts, in [0, 1) of the possible starts
 
 
 def draw_scalars(aug: AugmentConfig, rng: np.random.Generator) -> tuple[AugmentDraw, np.ndarray]:
@@ -270,6 +304,13 @@ def draw_scalars(aug: AugmentConfig, rng: np.random.Generator) -> tuple[AugmentD
         d.affine = affine_matrix((2 * r[0] - 1) * a.rotate, a.scale[0] + r[1] * (a.scale[1] - a.scale[0]),
                                  (2 * r[2] - 1) * a.shear, (2 * r[3] - 1) * a.shear,
                                  (2 * r[4] - 1) * a.translate, (2 * r[5] - 1) * a.translate)
+    v = rng.random(2)
+    if v[0] < aug.spatial_mask.p:
+        r = rng.random(3)
+        lo, hi = aug.spatial_mask.size
+        d.spatial_mask = np.array([r[0], r[1], lo + r[2] * (hi - lo)])
+    if v[1] < aug.crop.p:
+        d.crop = float(rng.random())
     return d, u[3:]
 
 

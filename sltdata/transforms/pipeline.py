@@ -6,8 +6,11 @@ The order (documented because it changes results):
  2. drop frames (none / with no selected point detected / with no hand detected)
  3. fill short gaps of missing points by linear interpolation
  4. [train] temporal rescale: resample to round(frames x r) frames, r ~ U(range)
+    [train] spatial mask: points inside a random square of the image -> NaN (image coordinates,
+    so before normalization)
  5. normalize: subtract the sequence centre (nose / mean / shoulder midpoint), divide by the scale
- 6. fit the length: keep the first max_length frames, or resize linearly to max_length
+ 6. fit the length: keep the first max_length frames, or resize linearly to max_length;
+    [train] a random max_length window instead of the first frames (when not resizing)
  7. [train] flip (true mirror), 8. [train] affine about the sequence centre, 9. [train] per-frame jitter
 10. [train] hide frames: random frame masking, then one cutout block (points -> NaN, mask kept)
 11. motion features (velocity, acceleration, lag2) concatenated after the positions
@@ -130,6 +133,8 @@ class Pipeline:
             draw, fire = ops.draw_scalars(cfg.augment, rng)
         if augment and draw.rescale is not None:
             x = ops.interpolate_frames(x, ops.rescaled_length(x.shape[1], draw.rescale))
+        if augment and draw.spatial_mask is not None:
+            x = ops.spatial_mask(x, draw.spatial_mask)
 
         norm = cfg.normalize
         if norm.center == "none":
@@ -138,6 +143,8 @@ class Pipeline:
             center = ops.sequence_center(x, self.center_candidates, self.n_selected)
         scale = ops.sequence_scale(x, center, norm.scale, self.n_selected, self.shoulders)
         x = ops.normalize(x[:, :, :self.n_selected], center, scale)
+        if augment and draw.crop is not None and not cfg.temporal.resize:
+            x = ops.crop(x, cfg.max_length, draw.crop)
         x = ops.fit_length(x, cfg.max_length, cfg.temporal.resize)
 
         if augment:

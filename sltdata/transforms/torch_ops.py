@@ -36,7 +36,9 @@ def stack_draws(draws: list[AugmentDraw | None], device: str | torch.device = "c
     frames = max([0] + [len(a) for d in draws if d is not None for a in (d.jitter, d.hidden) if a is not None])
     out = {"rescale": torch.ones(b, dtype=torch.float64), "flip": torch.zeros(b, dtype=torch.bool),
            "affine": torch.zeros(b, 2, 3, dtype=torch.float64), "affine_on": torch.zeros(b, dtype=torch.bool),
-           "jitter": torch.zeros(b, frames, 2), "hidden": torch.zeros(b, frames, dtype=torch.bool)}
+           "jitter": torch.zeros(b, frames, 2), "hidden": torch.zeros(b, frames, dtype=torch.bool),
+           "spatial": torch.zeros(b, 3, dtype=torch.float64), "spatial_on": torch.zeros(b, dtype=torch.bool),
+           "crop": torch.zeros(b, dtype=torch.float64), "crop_on": torch.zeros(b, dtype=torch.bool)}
     out["affine"][:, 0, 0] = out["affine"][:, 1, 1] = 1.0
     for i, d in enumerate(draws):
         if d is None:
@@ -51,6 +53,12 @@ def stack_draws(draws: list[AugmentDraw | None], device: str | torch.device = "c
             out["jitter"][i, :len(d.jitter)] = torch.from_numpy(d.jitter)
         if d.hidden is not None:
             out["hidden"][i, :len(d.hidden)] = torch.from_numpy(d.hidden)
+        if d.spatial_mask is not None:
+            out["spatial"][i] = torch.from_numpy(d.spatial_mask)
+            out["spatial_on"][i] = True
+        if d.crop is not None:
+            out["crop"][i] = d.crop
+            out["crop_on"][i] = True
     return {k: v.to(device) for k, v in out.items()}
 
 
@@ -91,6 +99,32 @@ def _interpolate(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) 
     out = torch.where(w > 0, a + w * (b - a), a)
     beyond = j >= targets[:, None]
     return out.masked_fill(beyond[:, None, :, None], NAN)
+
+
+def _spatial_mask(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mirrors numpy_ops.spatial_mask: bounds summed in float64, rounded once to float32."""
+    on = params.get("spatial_on")
+    if on is None or not bool(on.any()):
+        return x
+    sq = params["spatial"].to(x.device)
+    x0, y0 = sq[:, 0], sq[:, 1]
+    x1, y1 = x0 + sq[:, 2], y0 + sq[:, 2]
+    b = [v.float()[:, None, None] for v in (x0, x1, y0, y1)]
+    inside = (b[0] < x[:, 0]) & (x[:, 0] < b[1]) & (b[2] < x[:, 1]) & (x[:, 1] < b[3])
+    return x.masked_fill((inside & on.to(x.device)[:, None, None])[:, None], NAN)
+
+
+def _crop(x: torch.Tensor, lengths: torch.Tensor, m: int, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mirrors numpy_ops.crop: each too-long sample's window of m frames starts at
+    floor(position x (length - m + 1)); the others keep their first m frames."""
+    on = params.get("crop_on")
+    if on is None or not bool(on.any()):
+        return x[:, :, :m]
+    n = lengths.to(torch.float64)
+    start = (params["crop"].to(x.device) * (n - m + 1)).floor().long()
+    start = torch.where(on.to(x.device) & (lengths > m), start, 0)
+    idx = start[:, None] + torch.arange(m, device=x.device)[None, :]
+    return _gather_frames(x, idx)
 
 
 class BatchAugment:
@@ -143,8 +177,15 @@ class BatchAugment:
                                            (2 * r[:, 4] - 1) * a.translate], -1),
                               torch.stack([(sin + cos * shy) * scale, (sin * shx + cos) * scale,
                                            (2 * r[:, 5] - 1) * a.translate], -1)], 1)
+        v = torch.rand(batch, 2, generator=g, device=dev, dtype=torch.float64)
+        sq = torch.rand(batch, 3, generator=g, device=dev, dtype=torch.float64)
+        lo, hi = aug.spatial_mask.size
+        spatial = torch.stack([sq[:, 0], sq[:, 1], lo + sq[:, 2] * (hi - lo)], -1)
+        crop = torch.rand(batch, generator=g, device=dev, dtype=torch.float64)
         params = {"rescale": torch.where(u[:, 0] < aug.rescale.p, rescale, 1.0),
-                  "flip": u[:, 1] < aug.flip.p, "affine": matrix, "affine_on": u[:, 2] < aug.affine.p}
+                  "flip": u[:, 1] < aug.flip.p, "affine": matrix, "affine_on": u[:, 2] < aug.affine.p,
+                  "spatial": spatial, "spatial_on": v[:, 0] < aug.spatial_mask.p,
+                  "crop": crop, "crop_on": v[:, 1] < aug.crop.p}
         return {k: v.to(self.device) for k, v in params.items()}, u[:, 3:]
 
     def draw_frames(self, lengths: torch.Tensor, frames: int, fire: torch.Tensor,
@@ -252,6 +293,7 @@ class BatchAugment:
             targets = torch.where(lengths > 0, torch.round(n * params["rescale"]).long().clamp(min=1), 0)
             x = _interpolate(x, lengths, targets)
             lengths = targets
+            x = _spatial_mask(x, params)
         # 5. normalize
         x = self._normalize(x)[..., :n_sel]
         # 6. fit the length
@@ -262,7 +304,7 @@ class BatchAugment:
                 x = _interpolate(x, lengths, targets)[:, :, :m]
                 lengths = targets
             else:
-                x = x[:, :, :m]
+                x = _crop(x, lengths, m, params) if augment else x[:, :, :m]
                 lengths = lengths.clamp(max=m)
         frames = x.shape[2]
         if augment:

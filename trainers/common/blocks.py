@@ -128,3 +128,41 @@ class TransformerBlock(nn.Module):
                                            dropout_p=self.attn_drop if self.training else 0.0)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, c)))
         return x + self.drop(self.mlp2(F.silu(self.mlp1(self.bn2(x, m)))))
+
+
+class LinformerBlock(nn.Module):
+    """TransformerBlock with Linformer attention (Wang et al. 2020, "Linformer: Self-Attention with
+    Linear Complexity"): keys and values are projected along time from ``max_frames`` to ``k`` rows by
+    learned matrices (shared by the heads), so attention costs O(T k) instead of O(T^2). Seed 001's
+    sixth architecture (k 128, 4 heads).
+
+    Padding: keys and values of padded frames are zeroed before the projection and the sequence is
+    zero-padded to ``max_frames``, so a real frame's output does not depend on how much padding
+    follows it (there is no key mask after the projection: zero rows are what make it exact)."""
+
+    def __init__(self, dim: int, heads: int, k: int, max_frames: int, mlp_expand: int, drop: float,
+                 attn_drop: float, bn_momentum: float = 0.05):
+        super().__init__()
+        self.heads, self.attn_drop, self.max_frames = heads, attn_drop, max_frames
+        self.bn1 = MaskedBatchNorm(dim, bn_momentum)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        bound = k ** -0.5
+        self.proj_k = nn.Parameter(torch.empty(max_frames, k).uniform_(-bound, bound))
+        self.proj_v = nn.Parameter(torch.empty(max_frames, k).uniform_(-bound, bound))
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.bn2 = MaskedBatchNorm(dim, bn_momentum)
+        self.mlp1 = nn.Linear(dim, dim * mlp_expand, bias=False)
+        self.mlp2 = nn.Linear(dim * mlp_expand, dim, bias=False)
+        self.drop = SampleDropout(drop)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, c = x.shape
+        if not torch.compiler.is_compiling() and t > self.max_frames:
+            raise ValueError(f"{t} frames, but this Linformer projects at most {self.max_frames}")
+        q, k, v = (self.qkv(self.bn1(x, m)) * m).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        pad = (0, 0, 0, self.max_frames - t)  # (B, H, T, hd) -> (B, H, max_frames, hd), zero rows
+        k = torch.einsum("bhtd,tk->bhkd", F.pad(k, pad), self.proj_k)
+        v = torch.einsum("bhtd,tk->bhkd", F.pad(v, pad), self.proj_v)
+        a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, t, c)))
+        return x + self.drop(self.mlp2(F.silu(self.mlp1(self.bn2(x, m)))))
