@@ -265,7 +265,7 @@ def test_resume_refuses_weights_that_are_not_the_manifests(finished_run, small_s
     name = sorted(tensors)[0]
     tensors[name] = tensors[name] + 1  # weights of another step, as the old two-write checkpoint could leave
     save_file(tensors, str(weights), metadata={"global_step": str(step)})
-    assert main(["train", "--data", str(small_shards), "--out", str(run), "--resume", "--epochs", "2"]) == 2
+    assert main(["train", "--data", str(small_shards), "--out", str(run), "--resume"]) == 2
     assert error_lines(capsys)[-1] == (f"error: {weights}: is not the file last.json names for step {step} (the "
                                        "checkpoint's weights and state are not one unit); cannot resume this run, "
                                        "start a new one")
@@ -280,7 +280,7 @@ def test_resume_without_a_manifest_refuses_weights_of_another_step(finished_run,
     weights = run / "checkpoints" / "last.safetensors"
     step = pair_steps(run)[1]
     save_file(load_file(str(weights)), str(weights), metadata={"global_step": str(step + 3)})
-    assert main(["train", "--data", str(small_shards), "--out", str(run), "--resume", "--epochs", "2"]) == 2
+    assert main(["train", "--data", str(small_shards), "--out", str(run), "--resume"]) == 2
     assert error_lines(capsys)[-1] == (f"error: {weights}: weights of step {step + 3} beside a state of step {step} "
                                        "(not one checkpoint); cannot resume this run, start a new one")
 
