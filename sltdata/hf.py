@@ -26,6 +26,7 @@ from typing import Callable
 
 import yaml
 
+from sltdata import outputs
 from sltdata.errors import SltdataError
 from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
 from sltdata.shards import INDEX_FILE, ShardError, ShardIndex, sample_record, verify_shards
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SLTDATA_FILE = "sltdata.json"  # the fold plan beside an exported DatasetDict
 CARD_FILE = "README.md"
+# What export-hf's --overwrite may replace: a directory holding an export's fold plan
+EXPORT_WHAT = "an export-hf output"
+EXPORT_MARKERS = (SLTDATA_FILE,)
 
 
 class HubError(SltdataError):
@@ -86,14 +90,14 @@ def export_hf(store: Store | str | Path, out: str | Path, folds: int = FOLD_DEFA
 
     store = store if isinstance(store, Store) else Store(store)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise SltdataError(f"{out} already exists; pass --overwrite to replace it")
+    outputs.check_apart(out, [store.path])
+    outputs.check_writable(out, EXPORT_WHAT, EXPORT_MARKERS, overwrite=overwrite)  # replaced once complete
     plan = assign_store_folds(store, folds=folds, test_fraction=test_fraction, seed=seed)
     points = store.metadata(("points",)).column("points").unique().to_pylist()
     features = hf_features(store.labels, points[0] if len(points) == 1 else None)
     work = out.with_name(out.name + ".tmp")
-    if work.exists():
-        shutil.rmtree(work)  # a killed run's leftovers
+    outputs.check_apart(work, [store.path])
+    outputs.replace(work, "an unfinished export-hf", ("cache", "dataset"))  # a killed run's leftovers
     cache = work / "cache"
     disable_progress_bars()
     by_split: dict[str, list[str]] = {s: [] for s in plan.splits}
@@ -116,7 +120,7 @@ def export_hf(store: Store | str | Path, out: str | Path, folds: int = FOLD_DEFA
         "store": {"recipe": (store.meta.get("recipe") or {}).get("name"), "sequences": len(store)},
     }, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     if out.exists():
-        shutil.rmtree(out)
+        shutil.rmtree(out)  # an export (checked above), or empty
     os.replace(saved, out)
     shutil.rmtree(work)
     from datasets import load_from_disk
@@ -265,6 +269,9 @@ def push(path: str | Path, repo_id: str, private: bool = False, license: str = "
         raise HubError(f"push: the Hub refused {repo_id} (HTTP {status}); check the repo id and your access") from None
     except OSError as e:  # connection refused, DNS failure
         raise HubError(f"push: cannot reach the Hugging Face Hub ({type(e).__name__}); nothing was uploaded") from None
+    except json.JSONDecodeError:  # a 200 whose body is not the Hub's JSON: a proxy, a captive portal
+        raise HubError(f"push: {api.endpoint} answered with something that is not the Hub's JSON (a proxy or "
+                       "a wrong HF_ENDPOINT?); the upload did not complete") from None
     except Exception as e:
         if _is_network_error(e):
             raise HubError(f"push: cannot reach the Hugging Face Hub ({type(e).__name__}); nothing was uploaded") from None

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from sltdata import outputs
 from sltdata.errors import SourceError, StoreError
 from sltdata.layouts import Layout, get_layout
 from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
@@ -35,6 +35,9 @@ PLAN_FILE = "plan.json"
 # How an ingest runs (not what it stores), for the library and `sltdata ingest` alike.
 WORKERS = 2  # threads reading landmark files: pyarrow and numpy release the GIL
 PART_SIZE = 256  # rows a part holds at least: the unit of resumption
+# What --overwrite may replace: a finished store (store.json) or an unfinished ingest (plan.json)
+STORE_WHAT = "an sltdata store"
+STORE_MARKERS = (META_FILE, PLAN_FILE)
 
 
 @dataclass
@@ -231,6 +234,20 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
     return info
 
 
+def _start(out: Path, fingerprint: str, n_parts: int, overwrite: bool) -> None:
+    """Make ``out`` ready for this ingest (locked by the caller): emptied with ``overwrite`` when it is
+    a store; else empty, or holding an unfinished run of the same ingest (which then resumes)."""
+    if overwrite:
+        outputs.replace(out, STORE_WHAT, STORE_MARKERS)
+    plan_path = out / PLAN_FILE
+    if plan_path.is_file():
+        if json.loads(plan_path.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
+            raise StoreError(f"{out}: holds a different ingest; choose another --out or pass --overwrite")
+    elif outputs.entries(out):
+        outputs.refuse_not_empty(out, STORE_WHAT, STORE_MARKERS)
+    write_json_atomic(plan_path, {"fingerprint": fingerprint, "parts": n_parts})
+
+
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
            workers: int = WORKERS, part_size: int = PART_SIZE, overwrite: bool = False,
            progress: Callable[[int, int], None] | None = None, strict: bool = False) -> IngestResult:
@@ -242,6 +259,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise SourceError(root, "dataset root is not a directory")
+    outputs.check_apart(out, [root])
     recipe = load_recipe(source_or_recipe)
     source = get_source(recipe.source)(root, recipe)
     labels, label_origin = _load_map(root, recipe, "label", strict)
@@ -261,56 +279,48 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     parts = pack_parts(groups, part_size)
 
     fingerprint = _fingerprint(recipe, source, parts)
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    plan_path = out / PLAN_FILE
-    if plan_path.is_file():
-        if json.loads(plan_path.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
-            raise StoreError(f"{out}: holds a different ingest; choose another --out or pass --overwrite")
-    elif any(out.iterdir()):
-        raise StoreError(f"{out}: exists and is not empty; choose another --out or pass --overwrite")
-    write_json_atomic(plan_path, {"fingerprint": fingerprint, "parts": len(parts)})
-    meta_path = out / META_FILE
-    if meta_path.exists():
-        meta_path.unlink()  # a re-run is not complete until it says so again
+    with outputs.writing(out, "sltdata ingest"):  # locked; a full or read-only disk is one line
+        _start(out, fingerprint, len(parts), overwrite)
+        meta_path = out / META_FILE
+        if meta_path.exists():
+            meta_path.unlink()  # a re-run is not complete until it says so again
 
-    infos: list[dict] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_run_part, source, root, out, i, part) for i, part in enumerate(parts)]
-        for part, fut in zip(parts, futures):
-            infos.append(fut.result())
-            done += sum(len(g.rows) for g in part)
-            if progress:
-                progress(done, n_rows)
+        infos: list[dict] = []
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(_run_part, source, root, out, i, part) for i, part in enumerate(parts)]
+            for part, fut in zip(parts, futures):
+                infos.append(fut.result())
+                done += sum(len(g.rows) for g in part)
+                if progress:
+                    progress(done, n_rows)
 
-    part_rejects = [Reject(**d) for info in infos for d in info["rejects"]]
-    all_rejects = sorted(rejects + part_rejects, key=lambda r: (r.manifest or "", r.row or 0))
-    stored = sum(i["sequences"] for i in infos)
-    if stored + len(all_rejects) != n_rows:
-        raise RuntimeError(f"ingest lost rows: {n_rows} in, {stored} stored, {len(all_rejects)} rejected")
+        part_rejects = [Reject(**d) for info in infos for d in info["rejects"]]
+        all_rejects = sorted(rejects + part_rejects, key=lambda r: (r.manifest or "", r.row or 0))
+        stored = sum(i["sequences"] for i in infos)
+        if stored + len(all_rejects) != n_rows:
+            raise RuntimeError(f"ingest lost rows: {n_rows} in, {stored} stored, {len(all_rejects)} rejected")
 
-    layout_names = sorted({name for i in infos for name in i["layouts"]})
-    tmp = out / (REJECTS_FILE + ".tmp")
-    tmp.write_text("".join(r.to_json() + "\n" for r in all_rejects), encoding="utf-8")
-    os.replace(tmp, out / REJECTS_FILE)
-    stored_labels = labels
-    if stored_labels is None and "label" in recipe.columns:
-        stored_labels = {l: i for i, l in enumerate(sorted({r.label for g in groups for r in g.rows if r.label}))}
-    meta = {
-        "format": STORE_FORMAT,
-        "version": STORE_VERSION,
-        "complete": True,
-        "recipe": {"name": recipe.name, "source": recipe.source, "columns": recipe.columns,
-                   "description": recipe.description},
-        "layouts": [_layout_definition(n, infos).to_dict() for n in layout_names],
-        "labels": stored_labels,
-        "characters": chars,
-        **({"label_map": label_origin} if label_origin else {}),
-        **({"character_map": char_origin} if char_origin else {}),
-        "counts": {"rows": n_rows, "stored": stored, "rejected": len(all_rejects),
-                   "frames": int(sum(i["frames"] for i in infos))},
-        "parts": [{"file": i["file"], "sequences": i["sequences"], "frames": i["frames"]} for i in infos],
-    }
-    write_json_atomic(meta_path, meta)
-    return IngestResult(n_rows, stored, len(all_rejects), out, all_rejects)
+        layout_names = sorted({name for i in infos for name in i["layouts"]})
+        tmp = out / (REJECTS_FILE + ".tmp")
+        tmp.write_text("".join(r.to_json() + "\n" for r in all_rejects), encoding="utf-8")
+        os.replace(tmp, out / REJECTS_FILE)
+        stored_labels = labels
+        if stored_labels is None and "label" in recipe.columns:
+            stored_labels = {l: i for i, l in enumerate(sorted({r.label for g in groups for r in g.rows if r.label}))}
+        meta = {
+            "format": STORE_FORMAT,
+            "version": STORE_VERSION,
+            "complete": True,
+            "recipe": {"name": recipe.name, "source": recipe.source, "columns": recipe.columns,
+                       "description": recipe.description},
+            "layouts": [_layout_definition(n, infos).to_dict() for n in layout_names],
+            "labels": stored_labels,
+            "characters": chars,
+            **({"label_map": label_origin} if label_origin else {}),
+            **({"character_map": char_origin} if char_origin else {}),
+            "counts": {"rows": n_rows, "stored": stored, "rejected": len(all_rejects),
+                       "frames": int(sum(i["frames"] for i in infos))},
+            "parts": [{"file": i["file"], "sequences": i["sequences"], "frames": i["frames"]} for i in infos],
+        }
+        write_json_atomic(meta_path, meta)
+        return IngestResult(n_rows, stored, len(all_rejects), out, all_rejects)

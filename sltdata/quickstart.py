@@ -6,10 +6,13 @@ quickstart grows by appending a step.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Iterator
+
+from sltdata import outputs
+
+QUICKSTART_ENTRIES = ("raw", "store", "shards", "runs")  # everything a quickstart writes into --out
 
 
 def run_quickstart(out: Path, sequences: int = 400, seed: int = 0) -> Iterator[str]:
@@ -17,8 +20,7 @@ def run_quickstart(out: Path, sequences: int = 400, seed: int = 0) -> Iterator[s
     from sltdata.synth import synth
 
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
+    outputs.replace(out, "a quickstart directory", only=QUICKSTART_ENTRIES)  # never a directory of someone else's
     t = time.perf_counter()
     raw = synth("kaggle-islr", out / "raw", seed=seed, sequences=sequences)
     yield f"[1] synth: a Kaggle asl-signs-style dataset of {sequences} sequences in {raw} ({time.perf_counter() - t:.1f}s)"

@@ -153,16 +153,16 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one_lm_included(shard
     cfg = bundled_config("ctc-tiny", train={"epochs": 2, "checkpoint_every": 2},
                          model={"dim": 32, "decoder": "beam", "lm_order": 2, "beam_width": 2, "drop": 0.1})
     whole = train("ctc", shards, tmp_path / "whole", cfg, val_fold=0)
-    real, calls = ckpt.save_state, []
+    real, calls = ckpt.save_last, []
 
-    def save_then_die(state, path):
-        real(state, path)
-        calls.append(path)
+    def save_then_die(model, state, directory, step):
+        real(model, state, directory, step)
+        calls.append(step)
         if len(calls) == 1:
             raise Killed
 
     with monkeypatch.context() as m:
-        m.setattr(ckpt, "save_state", save_then_die)
+        m.setattr(ckpt, "save_last", save_then_die)
         with pytest.raises(Killed):
             train("ctc", shards, tmp_path / "run", cfg, val_fold=0)
     partial = load_file(str(tmp_path / "run" / "checkpoints" / "last.safetensors"))["lm._extra_state"]

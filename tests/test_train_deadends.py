@@ -189,7 +189,7 @@ def test_resume_starts_over_a_run_killed_before_its_first_checkpoint(shards, tmp
 def test_a_directory_that_is_not_a_run_is_still_refused(shards, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="run directory is not empty"):
+    with pytest.raises(ConfigError, match="is not empty and is not a run directory"):
         train("islr", shards, tmp_path / "run", CONFIG, val_fold=0)
 
 

@@ -33,15 +33,15 @@ class Killed(Exception):
 
 def kill_after_saves(monkeypatch, n: int) -> None:
     """Make the n-th checkpoint write the last thing the run does, as a kill right after it would."""
-    real, calls = ckpt.save_state, []
+    real, calls = ckpt.save_last, []
 
-    def save_then_die(state, path):
-        real(state, path)
-        calls.append(path)
+    def save_then_die(model, state, directory, step):
+        real(model, state, directory, step)
+        calls.append(step)
         if len(calls) == n:
             raise Killed
 
-    monkeypatch.setattr(ckpt, "save_state", save_then_die)
+    monkeypatch.setattr(ckpt, "save_last", save_then_die)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
 """The `sltdata` command line. Modules here parse arguments and call the library; nothing more.
 
 Each command group lives in its own module and registers on ``app``; ``main`` turns every
-``SltdataError`` (a user mistake) into one line on stderr and exit code 2, and a missing optional
+``SltdataError`` (a user mistake) into one line on stderr and exit code 2, an ``OSError`` on a path
+(permission denied, not a directory, no space) into one line naming the path, and a missing optional
 dependency into one line naming the extra that installs it (read from the package's own metadata,
-so the hint cannot drift from pyproject.toml).
+so the hint cannot drift from pyproject.toml). An ``OSError`` that names no path is left as a
+traceback: it is a bug to see, not a user's mistake.
 """
 
 from __future__ import annotations
@@ -139,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         console.print(f"[bold red]error:[/] this needs {escape(name)}, which is not installed: "
                       f"pip install {escape(repr(f'sltdata[{extra}]'))}", highlight=False, soft_wrap=True)
+        return 2
+    except OSError as e:
+        if e.filename is None or not e.strerror:  # not about a path: a bug, shown in full
+            raise
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        console.print(f"[bold red]error:[/] {escape(str(where))}: {escape(e.strerror)}", highlight=False,
+                      soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted")

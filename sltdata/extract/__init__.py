@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from sltdata import outputs
 from sltdata.errors import SltdataError, SourceError
 from sltdata.extract.backends import HolisticConfig, make_holistic, resolve_backend
 from sltdata.extract.video import VideoInput, find_inputs, open_video
@@ -168,6 +169,7 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
         from sltdata.errors import ConfigError
 
         raise ConfigError(f"--fps must be positive, not {fps}")
+    outputs.check_apart(out, [source])  # .pose files never go into (or around) the videos
     backend = resolve_backend(config)  # fails here, in one line, before any work
     videos = find_inputs(Path(source))
     if on_inputs:

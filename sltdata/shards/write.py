@@ -34,6 +34,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from sltdata import outputs
 from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
 from sltdata.shards import tar
 from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION,
@@ -212,9 +213,21 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = FOLD_D
     (a transform config path, dict or TransformConfig) stores ``build_pipeline(cfg)(landmarks)``
     features and their frame mask (``KEY.mask.npy``) instead of raw landmarks, each pipeline built on
     the layout as this store defines it.
+
+    ``out`` is never the store (nor inside it, nor around it), and one run at a time writes it: a
+    second run fails at once naming the first (``sltdata.outputs``). ``overwrite`` removes only
+    shard files and the index (``_clean``), never anything else in ``out``.
     """
     store = store if isinstance(store, Store) else Store(store)
-    out = Path(out)
+    outputs.check_apart(out, [store.path])
+    with outputs.writing(out, "sltdata shard"):
+        return _write_shards(store, Path(out), folds, test_fraction, seed, max_samples_per_shard, max_shard_bytes,
+                             transform, overwrite, progress)
+
+
+def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, seed: int, max_samples_per_shard: int,
+                  max_shard_bytes: int, transform, overwrite: bool,
+                  progress: Callable[[int], None] | None) -> "ShardIndex":
     if max_samples_per_shard < 1 or max_shard_bytes < 1:
         raise ShardError("--max-samples-per-shard and --max-shard-bytes must be positive")
     if (out / INDEX_FILE).exists() and not overwrite:

@@ -355,8 +355,7 @@ def restore_checkpoint(run_dir: Path, raw: nn.Module, optimizer, scheduler, look
     skipping the batches already seen (creating the loader iterator draws from the torch RNG, as it
     did before the checkpoint in the uninterrupted run).
     """
-    state = ckpt.load_state(state_path(run_dir))
-    ckpt.load_weights(raw, ckpt.checkpoint_dir(run_dir) / "last.safetensors")
+    state = ckpt.load_last(raw, ckpt.checkpoint_dir(run_dir))  # refuses weights and state of two checkpoints
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     planned = getattr(scheduler, "planned_steps", total_steps)
@@ -384,10 +383,6 @@ def wrap_model(raw: nn.Module, trainer: Trainer, tc: LoopConfig, dd: Dist, devic
     return model
 
 
-def state_path(run_dir: Path) -> Path:
-    return ckpt.checkpoint_dir(run_dir) / "last.state.pt"
-
-
 def save_checkpoint(s: Session, pos: Position) -> None:
     """``last`` weights and state at ``pos``; every rank's RNG goes in, so each resumes its own stream."""
     states = [ckpt.rng_state(s.generator)]
@@ -397,11 +392,11 @@ def save_checkpoint(s: Session, pos: Position) -> None:
         states = gathered
     if not s.dd.main:
         return
-    ckpt.save_weights(s.raw, ckpt.checkpoint_dir(s.run_dir) / "last.safetensors", pos.global_step)
-    ckpt.save_state({"optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
-                     "lookahead": s.lookahead.state_dict() if s.lookahead else None,
-                     "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch, "global_step": pos.global_step,
-                     "best": pos.best, "bad_epochs": pos.bad_epochs, "rng": states}, state_path(s.run_dir))
+    ckpt.save_last(s.raw, {"optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
+                           "lookahead": s.lookahead.state_dict() if s.lookahead else None,
+                           "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch, "global_step": pos.global_step,
+                           "best": pos.best, "bad_epochs": pos.bad_epochs, "rng": states},
+                   ckpt.checkpoint_dir(s.run_dir), pos.global_step)  # weights + state + manifest, one unit
 
 
 # --- one epoch ------------------------------------------------------------------------------------

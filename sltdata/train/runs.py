@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sltdata import outputs
 from sltdata.errors import ConfigError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
@@ -42,6 +43,8 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
 
     out = Path(out)
     trainer = get_trainer(trainer_name)
+    data_path = Path(data_dir)
+    outputs.check_apart(out, [data_path if data_path.is_dir() else data_path.parent])
     if resume:
         if not (out / "config.yaml").is_file():
             raise ConfigError(f"{out}: no run to resume (config.yaml missing)")
@@ -50,7 +53,10 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
             log.warning("%s: no checkpoint yet; starting the run from the beginning", out)
             resume = False
     elif out.exists() and any(out.iterdir()) and not started_without_checkpoint(out):
-        raise ConfigError(f"{out}: run directory is not empty (use --resume to continue it)")
+        if (out / "config.yaml").is_file():
+            raise ConfigError(f"{out}: run directory is not empty (use --resume to continue it)")
+        raise ConfigError(f"{out}: exists, is not empty and is not a run directory (no config.yaml); "
+                          "choose another --out")
     extra = list(overrides or [])
     if val_fold is not None:
         extra.append(f"data.val_fold={val_fold}")
@@ -61,7 +67,8 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
     cfg = load_config(resolve_config(config), extra, model_class=trainer.config_class)
     cfg.trainer = trainer_name
     data = ShardData(data_dir, cfg, trainer.target)
-    return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)
+    with outputs.faults_as_errors(out, "re-run with --resume to continue"):  # one line, not a traceback
+        return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
