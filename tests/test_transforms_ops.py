@@ -216,3 +216,57 @@ def test_hands_are_the_two_hand_components_of_the_layout():
     assert HOLISTIC_543.hand_components == ("left_hand", "right_hand")
     assert HOLISTIC_543.hand_indices().tolist() == list(range(LH, LH + 21)) + list(range(RH, RH + 21))
     assert build_pipeline(None).hands.tolist() == HOLISTIC_543.hand_indices().tolist()
+
+
+HANDS_PLAIN = {"preset": "hands", "normalize": {"center": "mean", "scale": "none"},
+               "augment": {"flip": {"p": 1.0}, **{k: {"p": 0.0} for k in ("rescale", "affine", "jitter", "frame_mask",
+                                                                           "cutout")}}}
+TO_RIGHT = {**HANDS_PLAIN, "augment": False, "normalize": {**HANDS_PLAIN["normalize"], "handedness": "right"}}
+
+
+def one_handed(frames: int, left: int, right: int, seed: int = 0) -> np.ndarray:
+    """Raw landmarks with the left hand seen in the first ``left`` frames, the right in the first ``right``."""
+    lm = fake_landmarks(frames, seed=seed, nan_fraction=0.0)
+    lm[left:, LH:LH + 21] = np.nan
+    lm[right:, RH:RH + 21] = np.nan
+    return lm
+
+
+def test_handedness_right_mirrors_a_left_handed_sequence_exactly_as_the_flip_does():
+    lm = one_handed(6, left=6, right=0)
+    flipped, _, _ = build_pipeline(HANDS_PLAIN).run(lm, draw=ops.AugmentDraw(flip=True))
+    mirrored, _ = build_pipeline(TO_RIGHT)(lm)
+    plain, _ = build_pipeline({**HANDS_PLAIN, "augment": False})(lm)
+    np.testing.assert_array_equal(mirrored, flipped)
+    # the left hand's x (columns 0-20) now sits, negated, where the right hand's x goes (21-41)
+    np.testing.assert_array_equal(mirrored[:6, 21:42], -plain[:6, 0:21])
+    assert not mirrored[:6, 0:21].any() and plain[:6, 0:21].any()
+
+
+@pytest.mark.parametrize("left, right", [(2, 5), (0, 6), (3, 3), (0, 0)])
+def test_handedness_right_leaves_right_dominant_and_tied_sequences_alone(left, right):
+    lm = one_handed(6, left, right, seed=left + right)
+    kept, _ = build_pipeline(TO_RIGHT)(lm)
+    plain, _ = build_pipeline({**HANDS_PLAIN, "augment": False})(lm)
+    np.testing.assert_array_equal(kept, plain)
+
+
+def test_handedness_counts_frames_not_points():
+    # the left hand: 4 frames with a single point; the right: 3 frames with every point -> left dominates
+    lm = one_handed(6, left=0, right=3)
+    lm[:4, LH + 5] = 0.5
+    pipe = build_pipeline(TO_RIGHT)
+    assert pipe.mirrored(lm) and not pipe.mirrored(one_handed(6, left=3, right=4))
+
+
+def test_handedness_left_mirrors_right_handed_sequences():
+    lm = one_handed(5, left=1, right=5)
+    cfg = {**TO_RIGHT, "normalize": {**TO_RIGHT["normalize"], "handedness": "left"}}
+    flipped, _, _ = build_pipeline(HANDS_PLAIN).run(lm, draw=ops.AugmentDraw(flip=True))
+    np.testing.assert_array_equal(build_pipeline(cfg)(lm)[0], flipped)
+
+
+def test_handedness_on_a_selection_without_its_mirror_is_a_config_error():
+    from sltdata.errors import ConfigError
+    with pytest.raises(ConfigError, match="normalize.handedness.*not mirror-symmetric.*handedness: keep"):
+        load_transform_config({"preset": "left-hand", "augment": False, "normalize": {"handedness": "right"}})
