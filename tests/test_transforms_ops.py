@@ -270,3 +270,14 @@ def test_handedness_on_a_selection_without_its_mirror_is_a_config_error():
     from sltdata.errors import ConfigError
     with pytest.raises(ConfigError, match="normalize.handedness.*not mirror-symmetric.*handedness: keep"):
         load_transform_config({"preset": "left-hand", "augment": False, "normalize": {"handedness": "right"}})
+
+
+@pytest.mark.parametrize("motion", [[], ["velocity"], ["velocity", "acceleration"]])
+def test_all_points_with_z_give_543_times_3_columns_per_part(motion):
+    pipe = build_pipeline({"preset": "all", "normalize": {"drop_z": False, "scale": "none"}, "motion": motion,
+                           "max_length": 16})
+    assert pipe.feature_dim == 543 * 3 * (1 + len(motion))
+    lm = fake_landmarks(5, seed=1, nan_fraction=0.0)
+    feats, _ = pipe(lm)
+    z = pipe.feature_layout.split(feats)["position"][:5, :, 2]
+    np.testing.assert_allclose(z, lm[:, :, 2] - lm[:, :, 2][:, [1]].mean(), atol=1e-6)   # z kept, nose-centred
