@@ -266,6 +266,7 @@ PRESETS: dict[str, dict[str, tuple[tuple[str, tuple | None], ...]]] = {
         "pose-upper": (("pose", tuple(range(25))),),
         "pose": (("pose", None),),
         "face": (("face", None),),
+        # Every point; with ``normalize.drop_z: false`` all 543 points with z (Fingerspelling 2nd place).
         "all": (("face", None), ("left_hand", None), ("pose", None), ("right_hand", None)),
         "islr-1st": (("face", FACE_LIPS), ("left_hand", None), ("right_hand", None),
                      ("face", FACE_NOSE), ("face", FACE_RIGHT_EYE), ("face", FACE_LEFT_EYE)),

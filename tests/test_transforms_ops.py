@@ -269,3 +269,67 @@ def test_training_crops_a_random_window_and_eval_keeps_the_first_frames():
 def test_crop_start_covers_every_window_and_never_runs_past_the_end():
     assert [ops.crop_start(13, 10, p) for p in (0.0, 0.2499, 0.25, 0.5, 0.75, 0.9999)] == [0, 0, 1, 2, 3, 3]
     assert ops.crop_start(8, 10, 0.9) == 0
+
+HANDS_PLAIN = {"preset": "hands", "normalize": {"center": "mean", "scale": "none"},
+               "augment": {"flip": {"p": 1.0}, **{k: {"p": 0.0} for k in ("rescale", "affine", "jitter", "frame_mask",
+                                                                           "cutout")}}}
+TO_RIGHT = {**HANDS_PLAIN, "augment": False, "normalize": {**HANDS_PLAIN["normalize"], "handedness": "right"}}
+
+
+def one_handed(frames: int, left: int, right: int, seed: int = 0) -> np.ndarray:
+    """Raw landmarks with the left hand seen in the first ``left`` frames, the right in the first ``right``."""
+    lm = fake_landmarks(frames, seed=seed, nan_fraction=0.0)
+    lm[left:, LH:LH + 21] = np.nan
+    lm[right:, RH:RH + 21] = np.nan
+    return lm
+
+
+def test_handedness_right_mirrors_a_left_handed_sequence_exactly_as_the_flip_does():
+    lm = one_handed(6, left=6, right=0)
+    flipped, _, _ = build_pipeline(HANDS_PLAIN).run(lm, draw=ops.AugmentDraw(flip=True))
+    mirrored, _ = build_pipeline(TO_RIGHT)(lm)
+    plain, _ = build_pipeline({**HANDS_PLAIN, "augment": False})(lm)
+    np.testing.assert_array_equal(mirrored, flipped)
+    # the left hand's x (columns 0-20) now sits, negated, where the right hand's x goes (21-41)
+    np.testing.assert_array_equal(mirrored[:6, 21:42], -plain[:6, 0:21])
+    assert not mirrored[:6, 0:21].any() and plain[:6, 0:21].any()
+
+
+@pytest.mark.parametrize("left, right", [(2, 5), (0, 6), (3, 3), (0, 0)])
+def test_handedness_right_leaves_right_dominant_and_tied_sequences_alone(left, right):
+    lm = one_handed(6, left, right, seed=left + right)
+    kept, _ = build_pipeline(TO_RIGHT)(lm)
+    plain, _ = build_pipeline({**HANDS_PLAIN, "augment": False})(lm)
+    np.testing.assert_array_equal(kept, plain)
+
+
+def test_handedness_counts_frames_not_points():
+    # the left hand: 4 frames with a single point; the right: 3 frames with every point -> left dominates
+    lm = one_handed(6, left=0, right=3)
+    lm[:4, LH + 5] = 0.5
+    pipe = build_pipeline(TO_RIGHT)
+    assert pipe.mirrored(lm) and not pipe.mirrored(one_handed(6, left=3, right=4))
+
+
+def test_handedness_left_mirrors_right_handed_sequences():
+    lm = one_handed(5, left=1, right=5)
+    cfg = {**TO_RIGHT, "normalize": {**TO_RIGHT["normalize"], "handedness": "left"}}
+    flipped, _, _ = build_pipeline(HANDS_PLAIN).run(lm, draw=ops.AugmentDraw(flip=True))
+    np.testing.assert_array_equal(build_pipeline(cfg)(lm)[0], flipped)
+
+
+def test_handedness_on_a_selection_without_its_mirror_is_a_config_error():
+    from sltdata.errors import ConfigError
+    with pytest.raises(ConfigError, match="normalize.handedness.*not mirror-symmetric.*handedness: keep"):
+        load_transform_config({"preset": "left-hand", "augment": False, "normalize": {"handedness": "right"}})
+
+
+@pytest.mark.parametrize("motion", [[], ["velocity"], ["velocity", "acceleration"]])
+def test_all_points_with_z_give_543_times_3_columns_per_part(motion):
+    pipe = build_pipeline({"preset": "all", "normalize": {"drop_z": False, "scale": "none"}, "motion": motion,
+                           "max_length": 16})
+    assert pipe.feature_dim == 543 * 3 * (1 + len(motion))
+    lm = fake_landmarks(5, seed=1, nan_fraction=0.0)
+    feats, _ = pipe(lm)
+    z = pipe.feature_layout.split(feats)["position"][:5, :, 2]
+    np.testing.assert_allclose(z, lm[:, :, 2] - lm[:, :, 2][:, [1]].mean(), atol=1e-6)   # z kept, nose-centred

@@ -21,6 +21,9 @@ CONFIGS = [
     {"preset": "hands+pose-upper", "max_length": None, "temporal": {"pad": False, "drop_frames": "none"},
      "normalize": {"center": "shoulders"}},
     {"preset": "lips+eyes", "normalize": {"center": "mean", "scale": "none"}, "motion": []},
+    {"preset": "hands+lips", "augment": {k: {"p": 1.0} for k in AUGS}, "normalize": {"handedness": "right"}},
+    {"preset": "all", "max_length": 32, "temporal": {"resize": True},
+     "normalize": {"drop_z": False, "handedness": "left"}},
 ]
 
 
@@ -100,3 +103,34 @@ def test_batch_path_handles_samples_with_no_frames():
 def test_batch_processed_in_cpu_chunks_equals_numpy_path(cfg):
     seqs = [fake_landmarks(n, seed=n, nan_fraction=0.3) for n in (3, 30, 1, 17, 44)]
     assert_batch_equals_numpy(cfg, seqs, train=True, chunk=2)
+
+
+def lopsided(frames: int, seed: int, left_seen: int, right_seen: int) -> np.ndarray:
+    lm = fake_landmarks(frames, seed=seed, nan_fraction=0.2)
+    lm[left_seen:, 468:489] = np.nan
+    lm[right_seen:, 522:543] = np.nan
+    return lm
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[-2:])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_batch_path_mirrors_the_same_samples_for_handedness(cfg, zeros):
+    seqs = [lopsided(12, 0, 12, 3), lopsided(9, 1, 2, 9), lopsided(20, 2, 5, 5), lopsided(7, 3, 0, 0),
+            lopsided(40, 4, 40, 0)]
+    pipe = build_pipeline(cfg)
+    assert [pipe.mirrored(s) for s in seqs] == ([True, False, False, False, True] if cfg["normalize"]["handedness"]
+                                                == "right" else [False, True, False, False, False])
+    for train in (False, True):
+        assert_batch_equals_numpy(cfg, seqs, train, zeros=zeros)
+
+
+def test_preselected_batch_mirrors_like_the_full_batch():
+    cfg = {"preset": "lips", "points": {"left_hand": "all", "right_hand": "all"}, "augment": False,
+           "normalize": {"handedness": "right"}}
+    seqs = [lopsided(12, 0, 12, 3), lopsided(9, 1, 2, 9)]
+    x, mask = padded_batch(seqs, zeros=True)
+    points = torch.from_numpy(build_pipeline(cfg).input_points)
+    full, _ = BatchAugment(cfg)(x, mask, train=False)
+    pre, _ = BatchAugment(cfg, preselected=True)(x[:, :, points], mask, train=False)
+    assert torch.equal(full, pre)
+    assert_batch_equals_numpy(cfg, seqs, train=False)

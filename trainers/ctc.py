@@ -23,6 +23,11 @@ with no alignment between frames and characters, scored by the normalized Levens
   the id after the last character.
 - Decoding: greedy (best path), or ``decoder: beam`` — CTC prefix beam search with an optional
   character n-gram LM (``lm_order``) trained on the training phrases (see ``trainers.common.ctc_decode``).
+- ``decoder: joint`` (the Fingerspelling 2nd place): a small autoregressive transformer decoder over
+  characters on top of the encoder, loss ``ctc_weight`` x CTC + (1 - ``ctc_weight``) x cross-entropy
+  (0.25 / 0.75), decoded by attention beam search scored with the CTC prefix probability
+  (``joint_ctc_weight``; ``trainers.common.joint_decoder``). Greedy CTC output is reported beside it.
+  It cannot be exported to ONNX (the decoding loop is not a graph).
 - Metrics: the competition's score, 1 - sum(edit distance) / sum(reference length), with rapidfuzz's
   Levenshtein distance; the mean per-sequence character error rate; exact-match rate
   (``sltdata.train.metrics.text_metrics``). Reports:
@@ -33,7 +38,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +53,8 @@ from sltdata.train.metrics import text_metrics
 from trainers.common import CONFIGS_DIR
 from trainers.common.blocks import Conv1DBlock, MaskedBatchNorm, SampleDropout, TransformerBlock
 from trainers.common.ctc_decode import CharNgramLM, greedy_decode, prefix_beam_search
+from trainers.common.joint_decoder import (CharDecoder, attention_loss, joint_beam_search, sinusoidal_positions,
+                                           teacher_forcing)
 from trainers.common.pose_encoder import subsample_frames
 from trainers.common.target_fit import FitCounter, ctc_frames_needed, require_no_cut
 
@@ -71,13 +77,17 @@ class CTCConfig:
     attn_drop: float = 0.1
     head_drop: float = 0.1
     subsample: int = 1              # average every N frames before the encoder (N x fewer CTC steps)
-    decoder: Literal["greedy", "beam"] = "greedy"
+    decoder: Literal["greedy", "beam", "joint"] = "greedy"
     beam_width: int = 10
     beam_prune: float = 0.001       # characters under this per-frame probability are not tried
     lm_order: int = 0               # character n-gram LM for beam search; 0 = none
     lm_weight: float = 0.5          # shallow-fusion weight of log P_lm
     lm_add_k: float = 0.1
     length_bonus: float = 0.0       # per-character bonus offsetting the LM's preference for short output
+    # decoder: joint (Fingerspelling 2nd place): CTC + an attention decoder over characters
+    ctc_weight: float = 0.25        # training loss = w * CTC + (1 - w) * attention cross-entropy
+    joint_ctc_weight: float = 0.3   # decoding score = w * log p_ctc(prefix) + (1 - w) * log p_att
+    decoder_layers: int = 2
 
     def validate(self) -> None:
         if self.dim % self.heads:
@@ -91,6 +101,9 @@ class CTCConfig:
         for name in ("drop", "attn_drop", "head_drop"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"config model.{name}: must be in [0, 1)")
+        if not (0 <= self.ctc_weight <= 1 and 0 <= self.joint_ctc_weight <= 1) or self.decoder_layers < 1:
+            raise ConfigError("config model.ctc_weight and model.joint_ctc_weight must be in [0, 1], "
+                              "model.decoder_layers >= 1")
         if not 0 < self.beam_prune < 1 or self.lm_add_k <= 0:
             raise ConfigError("config model.beam_prune must be in (0, 1) and model.lm_add_k > 0")
 
@@ -119,17 +132,14 @@ class SinusoidalPosition(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t, half = x.shape[1], self.dim // 2
-        pos = torch.arange(t, device=x.device, dtype=torch.float32)[:, None]
-        freq = torch.exp(torch.arange(half, device=x.device, dtype=torch.float32) * (-math.log(10000.0) / half))
-        angle = pos * freq
-        pe = torch.cat([angle.sin(), angle.cos()], -1)
-        pe = F.pad(pe, (0, self.dim - 2 * half))
-        return x + pe.to(x.dtype)
+        return x + sinusoidal_positions(x.shape[1], self.dim, x.device).to(x.dtype)
 
 
 class CTCModel(nn.Module):
-    """features (B, T, D), mask (B, T) -> (logits (B, T', chars + 1), mask (B, T')); blank is last."""
+    """features (B, T, D), mask (B, T) -> (logits (B, T', chars + 1), mask (B, T')); blank is last.
+
+    With ``decoder: joint`` and decoder input ``tokens`` (B, L) it also returns the attention decoder's
+    logits (B, L, chars + 1) (one forward, so DDP sees every weight used)."""
 
     def __init__(self, cfg: CTCConfig, feature_dim: int, characters: dict[str, int], lm: CharNgramLM | None):
         super().__init__()
@@ -152,10 +162,20 @@ class CTCModel(nn.Module):
         self.norm = nn.LayerNorm(d) if cfg.arch == "conformer" else nn.Identity()
         self.head_drop = nn.Dropout(cfg.head_drop)
         self.head = nn.Linear(d, num_chars + 1)
+        self.decoder = CharDecoder(num_chars, d, cfg.decoder_layers, cfg.heads, cfg.mlp_expand, cfg.drop) \
+            if cfg.decoder == "joint" else None
         self.lm = lm                                 # not used in forward; checkpointed with the weights
         self.fit_counter = FitCounter("the CTC loss of each is zero (zero_infinity)")   # no weights
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor | None = None):
+        states, mask = self.encode(features, mask)
+        logits = self.head(self.head_drop(states))
+        if tokens is None:
+            return logits, mask
+        return logits, mask, self.decoder(tokens, states, mask)
+
+    def encode(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states (B, T', D) under the CTC head, and their mask."""
         mask = mask.bool()
         x = torch.nan_to_num(features) * mask.unsqueeze(-1).to(features.dtype)
         x, mask = subsample_frames(x, mask, self.cfg.subsample)
@@ -171,7 +191,7 @@ class CTCModel(nn.Module):
                 x = blk(x, m, key_mask)
             else:
                 x = blk(x)
-        return self.head(self.head_drop(self.norm(x))), mask
+        return self.norm(x), mask
 
 
 # --- trainer ---------------------------------------------------------------------------------------
@@ -192,20 +212,38 @@ class CTCTrainer(Trainer):
         return CTCModel(cfg, info.feature_dim, info.characters, lm)
 
     def loss(self, model: nn.Module, batch: dict, cfg: CTCConfig) -> torch.Tensor:
-        logits, mask = model(batch["features"], batch["mask"])
+        terms = self.loss_terms(model, batch, cfg)
+        if cfg.decoder != "joint":
+            return terms["ctc"]
+        return cfg.ctc_weight * terms["ctc"] + (1 - cfg.ctc_weight) * terms["attention"]
+
+    def loss_terms(self, model: nn.Module, batch: dict, cfg: CTCConfig) -> dict[str, torch.Tensor]:
+        """``ctc`` (mean over the batch), and with ``decoder: joint`` ``attention`` (mean token
+        cross-entropy of the decoder under teacher forcing)."""
         core = unwrap(model)
+        tokens = outputs = None
+        if cfg.decoder == "joint":
+            tokens, outputs = teacher_forcing(batch["target"], batch["target_lengths"],
+                                              core.decoder.start, core.decoder.end)
+            logits, mask, att_logits = model(batch["features"], batch["mask"], tokens)
+        else:
+            logits, mask = model(batch["features"], batch["mask"])
         if core.lm is not None and core.training:
             core.lm.observe(batch["text"])
         frames = mask.sum(1)
         core.fit_counter.observe(frames, ctc_frames_needed(batch["target"], batch["target_lengths"]),
                                  source=batch["features"])
         logp = logits.float().log_softmax(-1).transpose(0, 1)      # (T, B, C) as ctc_loss wants
-        return F.ctc_loss(logp, batch["target"].clamp_min(0), frames, batch["target_lengths"],
-                          blank=logits.shape[-1] - 1, reduction="mean", zero_infinity=True)
+        terms = {"ctc": F.ctc_loss(logp, batch["target"].clamp_min(0), frames, batch["target_lengths"],
+                                   blank=logits.shape[-1] - 1, reduction="mean", zero_infinity=True)}
+        if tokens is not None:
+            terms["attention"] = attention_loss(att_logits, outputs)
+        return terms
 
     def predict(self, model: nn.Module, batch: dict, cfg: CTCConfig) -> dict[str, Any]:
         core = unwrap(model)
-        logits, mask = core(batch["features"], batch["mask"])
+        states, mask = core.encode(batch["features"], batch["mask"])
+        logits = core.head(core.head_drop(states))
         logp = logits.float().log_softmax(-1).cpu().numpy()
         lengths = mask.sum(1).cpu().numpy()
         blank = logp.shape[-1] - 1
@@ -220,6 +258,11 @@ class CTCTrainer(Trainer):
             out["prediction"] = [decode_text(prefix_beam_search(
                 logp[i, :int(lengths[i])], blank, cfg.beam_width, core.lm, cfg.lm_weight, cfg.length_bonus,
                 cfg.beam_prune), chars) for i in range(len(logp))]
+        elif cfg.decoder == "joint":
+            out["greedy"] = greedy
+            out["prediction"] = [decode_text(joint_beam_search(
+                core.decoder, states[i:i + 1], mask[i:i + 1], logp[i, :int(lengths[i])], blank, cfg.beam_width,
+                cfg.joint_ctc_weight), chars) for i in range(len(logp))]
         return out
 
     def metrics(self, outputs: dict[str, Any], info: DatasetInfo) -> dict[str, float]:
@@ -246,6 +289,12 @@ class CTCTrainer(Trainer):
         for r, p in list(zip(outputs["reference"], outputs["prediction"]))[:10]:
             log.info("ref %-32r pred %r", r, p)
         return [path]
+
+    def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: CTCConfig) -> Path:
+        if cfg.decoder == "joint":
+            raise ConfigError(f"a model.decoder: joint run cannot be exported to {format}: its attention decoder "
+                              "runs a beam search loop, not a graph (train with decoder: greedy or beam to export)")
+        return super().export(model, info, path, format, cfg)
 
     def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
         """The character map as the competition ships it, beside the run (blank = the next id)."""

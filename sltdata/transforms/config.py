@@ -38,6 +38,7 @@ from sltdata.layouts import get_layout, mirror_indices, preset_indices, referenc
 CENTERS = ("nose", "mean", "shoulders", "none")  # or "component:point", e.g. "face:17"
 Scale = Literal["std", "shoulders", "none"]
 DropFrames = Literal["none", "empty", "handless"]
+Handedness = Literal["keep", "right", "left"]
 SCALES = get_args(Scale)
 DROP_FRAMES = get_args(DropFrames)
 MOTIONS = ("velocity", "acceleration", "lag2")
@@ -48,6 +49,9 @@ class NormalizeConfig:
     center: str = "nose"  # sequence-level reference subtracted from every point (see CENTERS)
     scale: Scale = "std"  # divide by the std of all valid x/y around the centre, or shoulder width
     drop_z: bool = True  # keep x, y only
+    # "right": a sequence whose left hand is detected in more frames than its right is mirrored (as
+    # augment.flip mirrors), so every signer signs with the same hand; "left" the other way round.
+    handedness: Handedness = "keep"
 
 
 @dataclass(frozen=True)
@@ -274,12 +278,20 @@ def _check(cfg: TransformConfig, layout=None) -> None:
                           ("spatial_mask.size", a.spatial_mask.size)):
         if lo < 0 or hi > 1:
             raise FieldError(f"augment.{key}", f"fractions must lie in [0, 1], got {[lo, hi]}")
-    if a.flip.p > 0:
+    if n.handedness != "keep":
+        names = {c.name for c in layout.components}
+        if not {"left_hand", "right_hand"} <= names:
+            raise FieldError("normalize.handedness", f"layout {layout.name} has no left_hand and right_hand "
+                             "components to compare (set normalize.handedness: keep)")
+    for key, on, off in (("augment.flip", a.flip.p > 0, "set augment.flip.p: 0"),
+                         ("normalize.handedness", n.handedness != "keep", "set normalize.handedness: keep")):
+        if not on:
+            continue
         mirror = mirror_indices(layout)[sel]
         missing = np.setdiff1d(mirror, sel)
         if missing.size:
-            raise FieldError("augment.flip", f"the selection is not mirror-symmetric: {_point_name(layout, int(missing[0]))}, "
-                        "the mirror of a selected point, is not selected (select it, or set augment.flip.p: 0)")
+            raise FieldError(key, f"the selection is not mirror-symmetric: {_point_name(layout, int(missing[0]))}, "
+                             f"the mirror of a selected point, is not selected (select it, or {off})")
 
 
 def _point_name(layout, index: int) -> str:

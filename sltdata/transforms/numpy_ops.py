@@ -145,6 +145,22 @@ def flip(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
     return out
 
 
+def hand_frames(landmarks: np.ndarray, x_columns: np.ndarray) -> int:
+    """Frames of raw (F, P*3) landmarks where the hand whose x columns these are has any detection."""
+    return int(np.count_nonzero(~np.isnan(landmarks[:, x_columns]).all(1)))
+
+
+def mirror_for_handedness(left_frames: int, right_frames: int, handedness: str) -> bool:
+    """Whether a sequence is mirrored to sign with ``handedness``'s hand: when the other hand is
+    detected in strictly more frames (the Fingerspelling 2nd place's rule: the dominant hand is the one
+    the detector sees most). A tie, both hands absent included, is left as it is."""
+    if handedness == "right":
+        return left_frames > right_frames
+    if handedness == "left":
+        return right_frames > left_frames
+    return False
+
+
 def affine_matrix(rotate_deg: float, scale: float, shear_x: float, shear_y: float,
                   tx: float, ty: float) -> np.ndarray:
     """(2, 3) float64 [A | t] with A = rotation @ shear @ scale, then the translation t."""

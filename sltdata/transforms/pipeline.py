@@ -8,7 +8,9 @@ The order (documented because it changes results):
  4. [train] temporal rescale: resample to round(frames x r) frames, r ~ U(range)
     [train] spatial mask: points inside a random square of the image -> NaN (image coordinates,
     so before normalization)
- 5. normalize: subtract the sequence centre (nose / mean / shoulder midpoint), divide by the scale
+ 5. normalize: subtract the sequence centre (nose / mean / shoulder midpoint), divide by the scale;
+    with ``normalize.handedness`` a sequence whose other hand dominates is mirrored (as the flip does),
+    in training and evaluation alike
  6. fit the length: keep the first max_length frames, or resize linearly to max_length;
     [train] a random max_length window instead of the first frames (when not resizing)
  7. [train] flip (true mirror), 8. [train] affine about the sequence centre, 9. [train] per-frame jitter
@@ -64,9 +66,14 @@ class Pipeline:
         self.coords = 2 if norm.drop_z else 3
         self.hands = layout.hand_indices()
         self.flip_perm = None
-        if cfg.augment.flip.p > 0:
+        if cfg.augment.flip.p > 0 or norm.handedness != "keep":
             mirror = mirror_indices(layout)[self.selection]
             self.flip_perm = np.array([where[int(p)] for p in mirror])
+        # x columns of each hand in a raw (frames, points * 3) view, for the handedness rule
+        self._left_columns = self._right_columns = None
+        if norm.handedness != "keep":
+            self._left_columns = layout.indices("left_hand") * 3
+            self._right_columns = layout.indices("right_hand") * 3
         self.n_selected = n_sel
         # Flat column indices into a (frames, points * 3) view, coordinate-major: one contiguous
         # gather instead of a strided one (3x faster, and this is the step every sample pays).
@@ -78,7 +85,7 @@ class Pipeline:
         """Every point index any step reads (sorted). A loader may send only these columns of the raw
         landmarks (``loader(points=...)``, ``BatchAugment(preselected=True)``): 119 of 543 for the ISLR
         default, so 4.6x fewer bytes cross from workers to the trainer."""
-        return np.union1d(self.work, self.hands).astype(np.int64)
+        return np.union1d(self.work, self.hands).astype(np.int64)  # hands: drop_frames and handedness
 
     @property
     def max_length(self) -> int | None:
@@ -103,6 +110,14 @@ class Pipeline:
         f = landmarks.shape[0]
         flat = landmarks.reshape(f, landmarks.shape[1] * 3)[:, self._columns].astype(np.float32, copy=False)
         return flat.reshape(f, self.coords, len(self.work)).transpose(1, 0, 2).copy()
+
+    def mirrored(self, landmarks: np.ndarray) -> bool:
+        """Whether ``normalize.handedness`` mirrors this raw (F, P, 3) sequence (every input frame counts)."""
+        if self._left_columns is None or not len(landmarks):
+            return False
+        flat = landmarks.reshape(landmarks.shape[0], -1)
+        return ops.mirror_for_handedness(ops.hand_frames(flat, self._left_columns),
+                                         ops.hand_frames(flat, self._right_columns), self.cfg.normalize.handedness)
 
     def frames_to_keep(self, landmarks: np.ndarray, x: np.ndarray) -> np.ndarray:
         mode = self.cfg.temporal.drop_frames
@@ -143,6 +158,8 @@ class Pipeline:
             center = ops.sequence_center(x, self.center_candidates, self.n_selected)
         scale = ops.sequence_scale(x, center, norm.scale, self.n_selected, self.shoulders)
         x = ops.normalize(x[:, :, :self.n_selected], center, scale)
+        if self.mirrored(landmarks):
+            x = ops.flip(x, self.flip_perm)
         if augment and draw.crop is not None and not cfg.temporal.resize:
             x = ops.crop(x, cfg.max_length, draw.crop)
         x = ops.fit_length(x, cfg.max_length, cfg.temporal.resize)

@@ -143,10 +143,13 @@ class BatchAugment:
         p = self.pipe
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)  # noqa: E731
         work, hands = p.work, p.hands
+        sides = [] if p._left_columns is None else [p._left_columns // 3, p._right_columns // 3]
         if preselected:
             work, hands = np.searchsorted(p.input_points, work), np.searchsorted(p.input_points, hands)
+            sides = [np.searchsorted(p.input_points, s) for s in sides]
         self._work = as_t(work)
         self._hands = as_t(hands)
+        self._sides = [as_t(s) for s in sides]  # left hand, right hand: the handedness rule's inputs
         self._candidates = [as_t(c) for c in p.center_candidates]
         self._shoulders = None if p.shoulders is None else as_t(p.shoulders)
         self._flip = None if p.flip_perm is None else as_t(p.flip_perm)
@@ -294,8 +297,12 @@ class BatchAugment:
             x = _interpolate(x, lengths, targets)
             lengths = targets
             x = _spatial_mask(x, params)
-        # 5. normalize
+        # 5. normalize, then mirror the samples whose other hand dominates
         x = self._normalize(x)[..., :n_sel]
+        if self._sides:
+            seen = [(~torch.isnan(points(idx, 1)[..., 0])).any(-1).sum(1) for idx in self._sides]
+            hand = cfg.normalize.handedness
+            x = self._mirror(x, seen[0] > seen[1] if hand == "right" else seen[1] > seen[0])
         # 6. fit the length
         m = cfg.max_length
         if m is not None and x.shape[2] > m:
@@ -360,13 +367,19 @@ class BatchAugment:
                 scale = torch.where(use, width, scale)
         return (x - c32[:, :, None, None]) / scale.float()[:, None, None, None]
 
+    def _mirror(self, x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """x -> -x with left/right points swapped, for the samples where ``which`` (B,) is True."""
+        if not bool(which.any()):
+            return x
+        xf = x[..., self._flip].clone()
+        xf[:, 0] = -xf[:, 0]
+        return torch.where(which[:, None, None, None], xf, x)
+
     def _augment(self, x: torch.Tensor, params: dict[str, torch.Tensor], frames: int) -> torch.Tensor:
         params = {k: v.to(x.device) for k, v in params.items()}
         # 7. flip: mirror x and swap left/right points
-        if self._flip is not None and bool(params["flip"].any()):
-            xf = x[..., self._flip].clone()
-            xf[:, 0] = -xf[:, 0]
-            x = torch.where(params["flip"][:, None, None, None], xf, x)
+        if self._flip is not None:
+            x = self._mirror(x, params["flip"])
         # 8. affine about each sample's centre
         on = params["affine_on"]
         if bool(on.any()):
