@@ -19,16 +19,16 @@ def iter_keys(path: Path) -> Iterator[str]:
         for key in Store(path).metadata(("key",)).column("key").to_pylist():
             yield key
         return
-    # Shards: stats' torch-free reader, which opens only the small JSON members.
+    # Shards: the one torch-free reader, which opens only the small JSON members.
     from sltdata.errors import StoreError
-    from sltdata.stats import INDEX_FILE, _read_index, _shard_members
+    from sltdata.shards import INDEX_FILE, ShardIndex, iter_samples
+    from sltdata.shards.index import index_path
 
-    index_path = path if path.name == INDEX_FILE else path / INDEX_FILE
-    if not index_path.is_file():
+    if not index_path(path).is_file():
         raise StoreError(f"{path}: neither a sequence store (no {META_FILE}) nor a shard directory "
                          f"(no {INDEX_FILE})")
-    for _, meta, _ in _shard_members(index_path, _read_index(index_path), with_arrays=False):
-        yield meta["key"]
+    for _, sample in iter_samples(ShardIndex.open(path), arrays=False):
+        yield sample.key
 
 
 @app.command()

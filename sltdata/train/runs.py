@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sltdata.errors import ConfigError
+from sltdata.shards import ShardError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, load_config
@@ -48,7 +49,22 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
     cfg = load_config(resolve_config(config), extra, model_class=trainer.config_class)
     cfg.trainer = trainer_name
     data = ShardData(data_dir, cfg, trainer.target)
+    if resume and (out / "dataset.json").is_file():
+        check_data_matches_run(DatasetInfo.load(out / "dataset.json"), data.info, out, data_dir)
     return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)
+
+
+_RUN_FACTS = ("labels", "characters", "layout", "feature_dim")
+
+
+def check_data_matches_run(run: DatasetInfo, shards: DatasetInfo, run_dir: str | Path, data_dir: str | Path) -> None:
+    """Refuse shards whose label map, character map, layout or feature size differ from the run's
+    ``dataset.json``: the model's outputs would then mean other classes (or its inputs other points)
+    and resuming or evaluating would go on silently wrong."""
+    for name in _RUN_FACTS:
+        if getattr(run, name) != getattr(shards, name):
+            raise ShardError(f"{data_dir}: {name} differ from the run's ({Path(run_dir) / 'dataset.json'}); "
+                             "these shards were not made for this run")
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Trainer, RunConfig, DatasetInfo, nn.Module]:
@@ -72,6 +88,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
 
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
     data = ShardData(data_dir, cfg, trainer.target)
+    check_data_matches_run(info, data.info, run_dir, data_dir)
     data.info = info  # the run's label map, not re-derived
     _, dev = setup_distributed(device)
     out = Path(out) if out else Path(run_dir) / f"eval-{split}"
