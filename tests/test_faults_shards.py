@@ -76,7 +76,7 @@ def test_flipped_landmark_bytes_stop_the_loader_before_the_sample_is_batched(sha
     damage(path, last.arrays["landmarks"].tobytes(), rotten.tobytes())
 
     seen, err = read_keys_until_error(shards, folds=[ShardIndex.open(shards).shards[0]["split"]])
-    assert str(err) == (f"{path}: member {last.key}.landmarks.npy: sha256 mismatch (damaged content, not loaded); "
+    assert str(err) == (f"{path}: member {last.key}.landmarks.npy: checksum mismatch (damaged content, not loaded); "
                         f"run `sltdata verify {shards}`")
     # the shard's earlier samples went on (as many as the batcher's look-ahead let out), never the damaged one
     assert last.key not in seen and seen == [s.key for s in samples[:len(seen)]]
@@ -94,7 +94,7 @@ def test_a_label_swapped_in_the_json_is_refused_by_every_reader(shards):
     damage(path, f'"key": "{second.key}", "label": "{second.meta["label"]}"'.encode(),
            f'"key": "{second.key}", "label": "{other}"'.encode())
 
-    line = f"{path}: member {second.key}.json: sha256 mismatch (damaged content, not loaded)"
+    line = f"{path}: member {second.key}.json: checksum mismatch (damaged content, not loaded)"
     with pytest.raises(ShardError) as e:
         list(iter_samples(ShardIndex.open(shards)))
     assert str(e.value) == line
@@ -151,7 +151,7 @@ def test_train_on_a_damaged_shard_is_one_line_and_trains_nothing(islr_store, tmp
                  "--val-fold", "0", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err == (f"error: {path}: member {sample.key}.landmarks.npy: sha256 mismatch (damaged content, "
+    assert err == (f"error: {path}: member {sample.key}.landmarks.npy: checksum mismatch (damaged content, "
                    f"not loaded); run `sltdata verify {sh}`")
     assert not (tmp_path / "run" / "checkpoints" / "last.safetensors").exists()
     assert tree_digest(sh) == before
@@ -225,3 +225,11 @@ def test_a_tar_member_with_a_path_never_becomes_a_sample(tmp_path, name):
     assert str(e.value) == (f"{path}: unexpected member {name!r} (a sample member is a regular file "
                             "KEY.landmarks.npy, KEY.mask.npy or KEY.json, in no directory)")
     assert seen == []  # not even k0: the member after it is read before k0's sample is complete
+
+
+def test_a_member_digest_this_sltdata_does_not_know_is_one_line(shards):
+    edit_index(shards, lambda d: [s.update(member_digest="md4") for s in d["shards"]])
+    with pytest.raises(ShardError) as e:
+        list(iter_samples(ShardIndex.open(shards)))
+    assert str(e.value) == (f"{first_shard(shards)}: unknown member digest 'md4' "
+                            "(this sltdata knows xxh3_128 and sha256; upgrade it)")

@@ -6,9 +6,9 @@ refused, the array is a read-only view over the member's bytes). Any damage (a b
 truncated member, a bad npy or JSON, a member outside the naming contract, fewer samples than the
 index says) raises one ``ShardError`` naming the shard file.
 
-Damaged content never leaves the reader: given the shard's index entry, each member's sha256 is
-checked against the shard's member checksums (``NAME.members.sha256``, itself checked against the
-index) as it is read, before the sample that holds it is yielded. Shards written before member
+Damaged content never leaves the reader: given the shard's index entry, each member's digest is
+checked against the shard's member checksums (``NAME.members.xxh128``, itself checked against the
+sha256 the index lists) as it is read, before the sample that holds it is yielded. Shards written before member
 checksums existed fall back to the whole shard's sha256, which can only be known at the end of the
 shard: the error then comes after that shard's samples were yielded (re-shard to get the checksums).
 """
@@ -26,7 +26,8 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 
 from sltdata.shards.index import (INDEX_FILE, JSON_MEMBER, LANDMARKS_MEMBER, MEMBER_RE, MEMBER_SUMS_SUFFIX,
-                                  SHARD_RE, ShardError, ShardIndex, entry_path_problems)
+                                  SHARD_RE, ShardError, ShardIndex, entry_path_problems,
+                                  member_digest)
 from sltdata.shards.tar import TAR_ERRORS, iter_members
 
 __all__ = ["Sample", "load_npy", "iter_shard", "iter_samples", "count_samples", "VerifyReport", "verify_shards"]
@@ -86,7 +87,7 @@ class _Damaged(ValueError):
 
 
 def _member_sums(shard: Path, entry: dict) -> list[tuple[str, str]] | None:
-    """(member name, sha256 hex) in archive order from the shard's checksums file, which must match
+    """(member name, digest hex) in archive order from the shard's checksums file, which must match
     the sha256 the index lists for it; None for an entry without one (shards of an older sltdata)."""
     name = entry.get("member_sums")
     if not name:
@@ -104,10 +105,14 @@ def _member_sums(shard: Path, entry: dict) -> list[tuple[str, str]] | None:
 
 
 class _MemberCheck:
-    """Each member, in order, against the shard's checksums: its name, and its sha256 when read."""
+    """Each member, in order, against the shard's checksums: its name, and its digest when read."""
 
-    def __init__(self, sums: list[tuple[str, str]]):
+    def __init__(self, sums: list[tuple[str, str]], digest: str):
         self.sums, self.i = sums, 0
+        try:
+            self.new = member_digest(digest)  # an unknown digest fails before the first sample
+        except ShardError as e:
+            raise _Damaged(str(e)) from None
 
     def __call__(self, name: str, data: bytes | None) -> None:
         if self.i >= len(self.sums):
@@ -117,8 +122,8 @@ class _MemberCheck:
         if name != want_name:
             raise _Damaged(f"member {self.i - 1} is {name!r}, the member checksums list {want_name!r} "
                            "(damaged or replaced shard)")
-        if data is not None and hashlib.sha256(data).hexdigest() != want:
-            raise _Damaged(f"member {name}: sha256 mismatch (damaged content, not loaded)")
+        if data is not None and self.new(data).hexdigest() != want:
+            raise _Damaged(f"member {name}: checksum mismatch (damaged content, not loaded)")
 
     def finish(self) -> None:
         if self.i != len(self.sums):
@@ -170,7 +175,7 @@ def iter_shard(path: str | Path, *, arrays: bool = True, expected: int | None = 
         with open(path, "rb") as f:
             reader = _HashingReader(f) if whole else f
             for sample in _samples(reader, arrays, seekable=not arrays,
-                                   check=None if sums is None else _MemberCheck(sums)):
+                                   check=None if sums is None else _MemberCheck(sums, entry.get("member_digest"))):
                 n += 1
                 yield sample
             if whole:

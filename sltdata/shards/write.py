@@ -3,7 +3,7 @@
 Layout of a shard directory (the contract in DESIGN.md and docs/interfaces.md; names in ``index.py``)::
 
     fold0-000000.tar ... fold{K-1}-NNNNNN.tar [test-NNNNNN.tar]
-    fold0-000000.members.sha256 ...  per shard, each member's sha256 (``HEX  MEMBER`` lines), so a
+    fold0-000000.members.xxh128 ...  per shard, each member's XXH3-128 (``HEX  MEMBER`` lines), so a
                   reader rejects a damaged sample before yielding it (``read.iter_shard``)
     index.json    every shard's sample count, bytes, sha256 and member checksums file (with its
                   sha256); participant -> fold; label and
@@ -40,9 +40,9 @@ import numpy as np
 from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
 from sltdata.shards import tar
 from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION,
-                                  JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, MEMBER_SUMS_SUFFIX, SHARD_RE,
-                                  ShardError, ShardIndex, member_sums_name, sample_record, sanitize_key,
-                                  shard_name)
+                                  JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, MEMBER_DIGEST, MEMBER_SUMS_SUFFIX,
+                                  SHARD_RE, ShardError, ShardIndex, member_digest, member_sums_name,
+                                  sample_record, sanitize_key, shard_name)
 from sltdata.store import META_FILE, METADATA_COLUMNS, Store, table_landmarks, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -138,12 +138,12 @@ class _SplitWriter:
             self._open()
         for h, (name, bufs) in zip(headers, members):
             self.f.write(h)
-            n, sha = 0, hashlib.sha256()
+            n, digest = 0, member_digest(MEMBER_DIGEST)()
             for b in bufs:
                 self.f.write(b)
-                sha.update(b)
+                digest.update(b)
                 n += memoryview(b).nbytes
-            self.sums.append(f"{sha.hexdigest()}  {name}\n")
+            self.sums.append(f"{digest.hexdigest()}  {name}\n")
             if tar.padding(n):
                 self.f.write(b"\0" * tar.padding(n))
         self.count += 1
@@ -159,7 +159,7 @@ class _SplitWriter:
         os.replace(self.out / (self.name + ".tmp"), self.out / self.name)
         self.on_close({"file": self.name, "split": self.split, "samples": self.count, "bytes": self.f.bytes,
                        "sha256": self.f.sha.hexdigest(), "member_sums": sums_name,
-                       "member_sums_sha256": hashlib.sha256(sums).hexdigest()})
+                       "member_sums_sha256": hashlib.sha256(sums).hexdigest(), "member_digest": MEMBER_DIGEST})
         self.f = None
 
 
