@@ -168,7 +168,7 @@ def test_resume_on_shards_with_another_label_map_is_refused(islr_store, tmp_path
 
     with pytest.raises(ShardError) as e:
         train("islr", other, run, None, resume=True)
-    assert str(e.value) == (f"{other}: labels differ from the run's ({run / 'dataset.json'}); "
+    assert str(e.value) == (f"{other}: labels not the same as the run's ({run / 'dataset.json'}); "
                             "these shards were not made for this run")
     assert tree_digest(run) == before
 

@@ -63,7 +63,7 @@ def check_data_matches_run(run: DatasetInfo, shards: DatasetInfo, run_dir: str |
     and resuming or evaluating would go on silently wrong."""
     for name in _RUN_FACTS:
         if getattr(run, name) != getattr(shards, name):
-            raise ShardError(f"{data_dir}: {name} differ from the run's ({Path(run_dir) / 'dataset.json'}); "
+            raise ShardError(f"{data_dir}: {name} not the same as the run's ({Path(run_dir) / 'dataset.json'}); "
                              "these shards were not made for this run")
 
 
