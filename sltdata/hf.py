@@ -29,7 +29,7 @@ import yaml
 from sltdata import outputs
 from sltdata.errors import SltdataError
 from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
-from sltdata.shards import INDEX_FILE, ShardError, ShardIndex, sample_record, verify_shards
+from sltdata.shards import INDEX_FILE, MEMBER_SUMS_SUFFIX, ShardError, ShardIndex, sample_record, verify_shards
 from sltdata.store import METADATA_COLUMNS, Store, table_landmarks
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def _describe(path: Path) -> dict:
         return {"kind": "shards", "splits": {s: {"num_examples": v["samples"], "num_bytes": v["bytes"]}
                                              for s, v in idx.splits.items()},
                 "data_files": {s: f"{s}-*.tar" for s in idx.splits}, "facts": idx.data,
-                "upload": ["*.tar", INDEX_FILE, CARD_FILE]}
+                "upload": ["*.tar", "*" + MEMBER_SUMS_SUFFIX, INDEX_FILE, CARD_FILE]}
     if (path / "dataset_dict.json").is_file() and (path / SLTDATA_FILE).is_file():
         facts = json.loads((path / SLTDATA_FILE).read_text(encoding="utf-8"))
         splits = {}

@@ -161,7 +161,7 @@ def test_push_creates_the_repo_and_uploads_shards_with_a_card(exported, tmp_path
     assert [(c[0], c[1]) for c in hub] == [("create_repo", "someone/islr"), ("upload_folder", "someone/islr")]
     assert hub[0][2] == {"repo_type": "dataset", "private": True, "exist_ok": True}
     assert hub[1][2]["folder_path"] == str(d) and hub[1][2]["repo_type"] == "dataset"
-    assert set(hub[1][2]["allow_patterns"]) == {"*.tar", "index.json", "README.md"}
+    assert set(hub[1][2]["allow_patterns"]) == {"*.tar", "*.members.xxh128", "index.json", "README.md"}
     assert _front_matter((d / "README.md").read_text())["configs"][0]["config_name"] == "default"
     out = capsys.readouterr()
     assert "someone/islr" in out.out

@@ -21,15 +21,14 @@ def iter_keys(path: Path) -> Iterator[str]:
         return
     # Shards: the one torch-free reader, which opens only the small JSON members.
     from sltdata.errors import StoreError
-    from sltdata.shards import INDEX_FILE, ShardIndex
-    from sltdata.shards.read import iter_samples
+    from sltdata.shards import INDEX_FILE, ShardIndex, iter_samples
+    from sltdata.shards.index import index_path
 
-    index_path = path if path.name == INDEX_FILE else path / INDEX_FILE
-    if not index_path.is_file():
+    if not index_path(path).is_file():
         raise StoreError(f"{path}: neither a sequence store (no {META_FILE}) nor a shard directory "
                          f"(no {INDEX_FILE})")
-    for _, sample in iter_samples(ShardIndex.open(index_path), arrays=False):
-        yield sample.meta["key"]
+    for _, sample in iter_samples(ShardIndex.open(path), arrays=False):
+        yield sample.key
 
 
 @app.command()

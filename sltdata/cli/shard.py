@@ -100,7 +100,7 @@ def verify(
     from sltdata.cli.data import progress_bar
     from sltdata.shards import ShardIndex, verify_shards
 
-    n = len(ShardIndex.open(path).shards)
+    n = len(ShardIndex.open(path, check=False).shards)  # verify reports entries outside the directory
     with progress_bar() as bar:
         task = bar.add_task("verify", total=n)
         report = verify_shards(path, progress=lambda k: bar.advance(task, k))

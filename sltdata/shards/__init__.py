@@ -7,15 +7,16 @@
   builds the header block), the reader for the members of a stream.
 - ``write.py``: ``write_shards`` (a store -> deterministic tars by fold + the index).
 - ``read.py``: the one reader: tar members -> samples (key, json dict, arrays, npy without pickle),
-  sample counts, ``verify_shards``. The loader, stats, verify, the HF card and benchmarks read
+  each member checked against the shard's member checksums before its sample is yielded, sample
+  counts, ``verify_shards``. The loader, stats, verify, the HF card and benchmarks read
   through it.
 
 Only ``index`` loads with the package; ``read``/``write`` load when one of their names is used.
 """
 
 from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION,
-                                  MEMBER_RE, SAMPLE_FIELDS, SHARD_RE, TEST_SPLIT, ShardError, ShardIndex, fold_name,
-                                  sample_record, sanitize_key, shard_name)
+                                  MEMBER_RE, MEMBER_SUMS_SUFFIX, SAMPLE_FIELDS, SHARD_RE, TEST_SPLIT, ShardError,
+                                  ShardIndex, fold_name, member_sums_name, sample_record, sanitize_key, shard_name)
 
 # read.py and write.py load on first use (PEP 562), so the CLI can import the defaults above
 # without pulling in pyarrow.
@@ -33,6 +34,6 @@ def __getattr__(name: str):
 
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_SAMPLES", "INDEX_FILE", "INDEX_FORMAT", "INDEX_VERSION", "MEMBER_RE",
-           "SAMPLE_FIELDS", "SHARD_RE", "TEST_SPLIT", "ShardError", "ShardIndex", "fold_name", "sample_record",
+           "MEMBER_SUMS_SUFFIX", "member_sums_name", "SAMPLE_FIELDS", "SHARD_RE", "TEST_SPLIT", "ShardError", "ShardIndex", "fold_name", "sample_record",
            "sanitize_key", "shard_name", "Sample", "VerifyReport", "count_samples", "iter_samples", "iter_shard",
            "load_npy", "verify_shards", "characters_from_texts", "write_shards"]

@@ -3,7 +3,10 @@
 Layout of a shard directory (the contract in DESIGN.md and docs/interfaces.md; names in ``index.py``)::
 
     fold0-000000.tar ... fold{K-1}-NNNNNN.tar [test-NNNNNN.tar]
-    index.json    every shard's sample count, bytes and sha256; participant -> fold; label and
+    fold0-000000.members.xxh128 ...  per shard, each member's XXH3-128 (``HEX  MEMBER`` lines), so a
+                  reader rejects a damaged sample before yielding it (``read.iter_shard``)
+    index.json    every shard's sample count, bytes, sha256 and member checksums file (with its
+                  sha256); participant -> fold; label and
                   character maps; the layouts (names and definitions); the transform config when
                   features were stored; the seed
 
@@ -38,7 +41,8 @@ from sltdata import outputs
 from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
 from sltdata.shards import tar
 from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION,
-                                  JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, SHARD_RE, ShardError, ShardIndex,
+                                  JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, MEMBER_DIGEST, MEMBER_SUMS_SUFFIX,
+                                  SHARD_RE, ShardError, ShardIndex, member_digest, member_sums_name,
                                   sample_record, sanitize_key, shard_name)
 from sltdata.store import META_FILE, METADATA_COLUMNS, Store, table_landmarks, write_json_atomic
 
@@ -114,12 +118,14 @@ class _SplitWriter:
         self.f: _HashingFile | None = None
         self.count = 0
         self.name = ""
+        self.sums: list[str] = []  # "HEX  MEMBER" lines of the open shard
 
     def _open(self) -> None:
         self.name = shard_name(self.split, self.index)
         self.index += 1
         self.f = _HashingFile(self.out / (self.name + ".tmp"))
         self.count = 0
+        self.sums = []
 
     def write(self, members: list[tuple[str, list]]) -> None:
         """``members``: (name, [buffers]) in order; the buffers are concatenated as the member's data."""
@@ -131,12 +137,14 @@ class _SplitWriter:
             self.close()
         if self.f is None:
             self._open()
-        for h, (_, bufs) in zip(headers, members):
+        for h, (name, bufs) in zip(headers, members):
             self.f.write(h)
-            n = 0
+            n, digest = 0, member_digest(MEMBER_DIGEST)()
             for b in bufs:
                 self.f.write(b)
+                digest.update(b)
                 n += memoryview(b).nbytes
+            self.sums.append(f"{digest.hexdigest()}  {name}\n")
             if tar.padding(n):
                 self.f.write(b"\0" * tar.padding(n))
         self.count += 1
@@ -146,9 +154,13 @@ class _SplitWriter:
             return
         self.f.write(b"\0" * tar.end_of_archive(self.f.bytes))
         self.f.close()
+        sums_name, sums = member_sums_name(self.name), "".join(self.sums).encode("utf-8")
+        (self.out / (sums_name + ".tmp")).write_bytes(sums)
+        os.replace(self.out / (sums_name + ".tmp"), self.out / sums_name)
         os.replace(self.out / (self.name + ".tmp"), self.out / self.name)
         self.on_close({"file": self.name, "split": self.split, "samples": self.count, "bytes": self.f.bytes,
-                       "sha256": self.f.sha.hexdigest()})
+                       "sha256": self.f.sha.hexdigest(), "member_sums": sums_name,
+                       "member_sums_sha256": hashlib.sha256(sums).hexdigest(), "member_digest": MEMBER_DIGEST})
         self.f = None
 
 
@@ -189,9 +201,11 @@ def _prefetch(iterable, depth: int = 2):
 
 
 def _clean(out: Path) -> None:
-    """Remove what a previous (maybe killed) run left: temp files, shards, the index."""
+    """Remove what a previous (maybe killed) run left: temp files, shards, member checksums, the index."""
     for p in out.iterdir():
-        if p.name.endswith(".tar.tmp") or SHARD_RE.match(p.name) or p.name in (INDEX_FILE, INDEX_FILE + ".tmp"):
+        sums = p.name.removesuffix(".tmp").endswith(MEMBER_SUMS_SUFFIX) and \
+            SHARD_RE.match(p.name.removesuffix(".tmp").removesuffix(MEMBER_SUMS_SUFFIX) + ".tar")
+        if p.name.endswith(".tar.tmp") or SHARD_RE.match(p.name) or sums or p.name in (INDEX_FILE, INDEX_FILE + ".tmp"):
             p.unlink()
 
 

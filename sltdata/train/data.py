@@ -90,11 +90,14 @@ class ShardData:
     the shard index defines it."""
 
     def __init__(self, path: str | Path, cfg: RunConfig, target: str | None):
-        from sltdata.shards import ShardIndex
+        from sltdata.shards import ShardError, ShardIndex
         from sltdata.transforms import build_pipeline, load_transform_config
 
         self.path = Path(path)
         self.index = ShardIndex.open(self.path)
+        problems = self.index.map_problems()  # before a model is sized on a map it cannot use
+        if problems:
+            raise ShardError(f"{self.path}: {problems[0]}")
         self.cfg, self.target = cfg, target
         self.layout_def = next(iter(self.index.layouts.values()), HOLISTIC_543)  # what pipelines are built on
         self.layout = self.layout_def.name  # the name, for DatasetInfo

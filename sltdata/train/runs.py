@@ -11,6 +11,7 @@ from torch import nn
 
 from sltdata import outputs
 from sltdata.errors import ConfigError
+from sltdata.shards import ShardError
 from sltdata.train import checkpoint as ckpt
 from sltdata.train.base import DatasetInfo, Trainer
 from sltdata.train.config import RunConfig, load_config
@@ -67,6 +68,8 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
     cfg = load_config(resolve_config(config), extra, model_class=trainer.config_class)
     cfg.trainer = trainer_name
     data = ShardData(data_dir, cfg, trainer.target)
+    if resume and (out / "dataset.json").is_file():
+        check_data_matches_run(DatasetInfo.load(out / "dataset.json"), data.info, out, data_dir)
     with outputs.faults_as_errors(out, "re-run with --resume to continue"):  # one line, not a traceback
         return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)
 
@@ -81,6 +84,20 @@ def started_without_checkpoint(run_dir: Path) -> bool:
     its first epoch): it holds the config the run writes first and nothing resumable, so a re-run
     may take it over instead of leaving the user a directory neither re-run nor --resume accepts."""
     return (run_dir / "config.yaml").is_file() and not has_checkpoint(run_dir)
+
+
+_RUN_FACTS = ("labels", "characters", "layout", "feature_dim")
+
+
+def check_data_matches_run(run: DatasetInfo, shards: DatasetInfo, run_dir: str | Path, data_dir: str | Path,
+                           facts: tuple[str, ...] = _RUN_FACTS) -> None:
+    """Refuse shards whose label map, character map, layout or feature size differ from the run's
+    ``dataset.json``: the model's outputs would then mean other classes (or its inputs other points)
+    and resuming or evaluating would go on silently wrong."""
+    for name in facts:
+        if getattr(run, name) != getattr(shards, name):
+            raise ShardError(f"{data_dir}: {name} not the same as the run's ({Path(run_dir) / 'dataset.json'}); "
+                             "these shards were not made for this run")
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Trainer, RunConfig, DatasetInfo, nn.Module]:
@@ -107,6 +124,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
 
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
     data = ShardData(data_dir, cfg, trainer.target)
+    # layout and features must be the run's; labels/characters may be in another order (matched by name)
+    check_data_matches_run(info, data.info, run_dir, data_dir, facts=("layout", "feature_dim"))
     data.use_run_maps(info, trainer.target)  # targets in the run's ids, matched by name
     _, dev = setup_distributed(device)
     out = Path(out) if out else Path(run_dir) / f"eval-{split}"
