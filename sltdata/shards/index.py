@@ -20,7 +20,7 @@ from sltdata.layouts import Layout, get_layout
 
 __all__ = ["INDEX_FILE", "INDEX_FORMAT", "INDEX_VERSION", "DEFAULT_MAX_SAMPLES", "DEFAULT_MAX_BYTES",
            "TEST_SPLIT", "fold_name", "SHARD_RE", "MEMBER_RE", "LANDMARKS_MEMBER", "MASK_MEMBER", "JSON_MEMBER",
-           "SAMPLE_FIELDS", "ShardError", "ShardIndex", "sample_record", "sanitize_key", "shard_name"]
+           "SAMPLE_FIELDS", "PROVENANCE_FIELDS", "ShardError", "ShardIndex", "sample_record", "sanitize_key", "shard_name"]
 
 INDEX_FILE = "index.json"
 INDEX_FORMAT = "sltdata-shards"
@@ -42,6 +42,9 @@ MEMBER_RE = re.compile(r"^[A-Za-z0-9_-]+\.(" + "|".join(re.escape(m) for m in (L
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9_-]")
 
 SAMPLE_FIELDS = ("key", "label", "text", "participant", "layout", "source", "frames", "fps")
+# Where the sample came from (the store's provenance columns; null when the store does not know).
+PROVENANCE_FIELDS = ("source_file", "width", "height", "depth", "units", "extractor", "extractor_version",
+                     "extractor_settings")
 
 
 class ShardError(SltdataError):
@@ -66,9 +69,9 @@ def sanitize_key(key: str) -> str:
 
 
 def sample_record(meta: dict, split: str) -> dict:
-    """A sample's ``KEY.json`` (DESIGN.md's shard contract, plus fps) from a store metadata row; the
+    """A sample's ``KEY.json`` (DESIGN.md's shard contract, plus fps and provenance) from a store metadata row; the
     HF export's rows carry the same fields."""
-    return {**{f: meta[f] for f in SAMPLE_FIELDS}, "fold": split}
+    return {**{f: meta[f] for f in SAMPLE_FIELDS}, **{f: meta.get(f) for f in PROVENANCE_FIELDS}, "fold": split}
 
 
 def index_path(path: str | Path) -> Path:
