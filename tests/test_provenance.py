@@ -160,3 +160,57 @@ def test_frame_size_is_only_given_for_pixel_samples():
     assert frame_size({"units": "normalized", "width": 640, "height": 360}) == {}
     assert frame_size({"units": "pixels", "width": None, "height": 360}) == {}
     assert frame_size({}) == {}
+
+
+@needs_real
+def test_stats_show_the_spaces_and_sizes_found(real_store, tmp_path):
+    from sltdata.stats import compute_stats
+
+    spaces = compute_stats(real_store, landmarks=False)["spaces"]
+    assert sorted((r["width"], r["height"], r["depth"] or 0) for r in spaces) == [
+        (640, 360, 0), (640, 480, 0), (640, 480, 1000), (1280, 720, 0)]
+    assert all(r["units"] == "pixels" and r["sequences"] == 1 for r in spaces)
+    index = write_shards(real_store, tmp_path / "shards", folds=2, test_fraction=0.0)
+    assert sorted(map(str, compute_stats(index.path, landmarks=False)["spaces"])) == sorted(map(str, spaces))
+
+
+def test_stats_of_a_kaggle_store_show_one_normalized_space(islr_store):
+    from sltdata.stats import compute_stats
+
+    assert compute_stats(islr_store, landmarks=False)["spaces"] == [
+        {"units": "normalized", "width": None, "height": None, "depth": None, "sequences": 240}]
+
+
+def test_extract_settings_in_the_sidecar_become_the_sequence_provenance(tmp_path):
+    from sltdata.extract import HolisticConfig
+    from sltdata.extract import extractor_info
+    from sltdata.sources.pose import write_holistic_pose
+    from sltdata.testing import fake_landmarks
+
+    root = tmp_path / "raw"
+    (root / "poses").mkdir(parents=True)
+    write_holistic_pose(root / "poses" / "a.pose", fake_landmarks(frames=4) * 100, fps=29.97, width=1280, height=720)
+    info = extractor_info(HolisticConfig(model_complexity=2, refine_face=True), "legacy", 12.5)
+    (root / "poses" / "a.pose.json").write_text(json.dumps(info))
+    (root / "data.csv").write_text("uid,text\na,hello\n")
+    ingest("pose", root, tmp_path / "store")
+    m = Store(tmp_path / "store").metadata().to_pylist()[0]
+    assert (m["extractor"], m["extractor_version"]) == ("mediapipe-holistic", info["version"])
+    assert json.loads(m["extractor_settings"]) == {
+        "pose_header_version": 0.2, "backend": "legacy", "model_complexity": 2, "refine_face": True, "fps": 12.5,
+        "task_model": None}
+    assert (m["width"], m["height"], m["units"]) == (1280, 720, "pixels")
+    assert m["fps"] == float(np.float32(29.97))  # the .pose file holds fps as float32
+
+
+def test_an_unreadable_sidecar_rejects_its_rows_with_the_reason(tmp_path):
+    from sltdata.sources.pose import write_holistic_pose
+    from sltdata.testing import fake_landmarks
+
+    root = tmp_path / "raw"
+    (root / "poses").mkdir(parents=True)
+    write_holistic_pose(root / "poses" / "a.pose", fake_landmarks(frames=4) * 100)
+    (root / "poses" / "a.pose.json").write_text("{not json")
+    (root / "data.csv").write_text("uid,text\na,hello\n")
+    result = ingest("pose", root, tmp_path / "store")
+    assert result.rejected == 1 and "unreadable extract sidecar" in result.rejects[0].reason
