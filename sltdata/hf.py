@@ -67,7 +67,11 @@ def hf_features(labels: dict[str, int] | None, points: int | None):
         "key": Value("string"), "landmarks": landmarks,
         "label": ClassLabel(names=names) if names else Value("string"),
         "text": Value("string"), "participant": Value("string"), "fold": Value("string"),
-        "layout": Value("string"), "source": Value("string"), "frames": Value("int32"), "fps": Value("float32"),
+        "layout": Value("string"), "source": Value("string"), "frames": Value("int32"), "fps": Value("float64"),
+        # provenance (null where the store does not know it)
+        "source_file": Value("string"), "width": Value("int32"), "height": Value("int32"), "depth": Value("int32"),
+        "units": Value("string"), "extractor": Value("string"), "extractor_version": Value("string"),
+        "extractor_settings": Value("string"),
     })
 
 
@@ -186,7 +190,8 @@ def dataset_card(path: str | Path, repo_id: str, license: str = "other") -> str:
         layout = ("WebDataset tars named `{split}-{index:06d}.tar`. Each sample is `KEY.landmarks.npy` "
                   "(float32 (frames, points, 3), `np.save` format, loads with `allow_pickle=False`; NaN = "
                   "undetected point) and `KEY.json` (`key`, `label`, `text`, `participant`, `fold`, `layout`, "
-                  "`source`, `frames`, `fps`). `index.json` lists every shard with its sample count, bytes "
+                  "`source`, `frames`, `fps`, and the provenance `source_file`, `width`, `height`, `depth`, `units`, "
+                  "`extractor`, `extractor_version`, `extractor_settings`). `index.json` lists every shard with its sample count, bytes "
                   "and sha256, the fold of every participant, and the label/character maps.")
         if facts.get("transform"):
             layout += (" These shards hold transformed features (T, D) and a frame mask `KEY.mask.npy` "
@@ -195,7 +200,9 @@ def dataset_card(path: str | Path, repo_id: str, license: str = "other") -> str:
     else:
         layout = ("A `DatasetDict` saved with `save_to_disk`: `landmarks` is `Array3D(shape=(None, P, 3), "
                   "float32)` (frames vary; NaN = undetected point), `label` a `ClassLabel` when the source has "
-                  "a label map, plus `key`, `text`, `participant`, `fold`, `layout`, `source`, `frames`, `fps`.")
+                  "a label map, plus `key`, `text`, `participant`, `fold`, `layout`, `source`, `frames`, `fps` and the "
+                  "provenance `source_file`, `width`, `height`, `depth`, `units`, `extractor`, `extractor_version`, "
+                  "`extractor_settings`.")
         load = f'ds = load_dataset("{repo_id}")'
     body = f"""# {repo_id.split('/')[-1]}
 

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from sltdata import outputs
 from sltdata.errors import SourceError, StoreError
-from sltdata.layouts import Layout, get_layout
+from sltdata.layouts import Layout, get_layout, map_layout
 from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
 from sltdata.recipes import Recipe, load_recipe
 from sltdata.sequence import Sequence
@@ -194,6 +194,8 @@ def pack_parts(groups: list[_Group], part_size: int) -> list[list[_Group]]:
 
 def _fingerprint(recipe: Recipe, source: Source, parts: list[list[_Group]]) -> str:
     what = [recipe.name, recipe.source, recipe.columns, source.max_abs_coordinate]  # all that decides the bytes
+    if recipe.layout_map:
+        what.append(recipe.layout_map)
     h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     for part in parts:
         for g in part:
@@ -211,6 +213,7 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
     if parquet.is_file() and sidecar.is_file():
         return json.loads(sidecar.read_text(encoding="utf-8"))
     sequences, rejects = [], []
+    layout_map = source.recipe.layout_map or {}
     for g in part:
         try:
             results = list(source.read(root / g.file, list(g.rows)))
@@ -219,12 +222,15 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
         if len(results) != len(g.rows):
             raise RuntimeError(f"source {source.name} returned {len(results)} results for {len(g.rows)} rows")
         for r, res in zip(g.rows, results):
+            if isinstance(res, Sequence) and res.layout in layout_map:
+                res = replace(res, landmarks=map_layout(res.landmarks, source.layout(res.layout), layout_map[res.layout]),
+                              layout=layout_map[res.layout])
             if isinstance(res, Reject):
                 rejects.append(res)
             elif (bad := _check_sequence(res, r, g.file, source.layout(res.layout))) is not None:
                 rejects.append(bad)
-            else:
-                sequences.append(res)
+            else:  # provenance: the file it was read from, as the plan names it (relative to the root)
+                sequences.append(res if res.source_file else replace(res, source_file=g.file))
     info = {"file": parquet.name, "sequences": len(sequences), "frames": int(sum(s.frames for s in sequences)),
             "layouts": sorted({s.layout for s in sequences}),
             "layout_definitions": [source.layout(n).to_dict() for n in sorted({s.layout for s in sequences})],
@@ -250,7 +256,8 @@ def _start(out: Path, fingerprint: str, n_parts: int, overwrite: bool) -> None:
 
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
            workers: int = WORKERS, part_size: int = PART_SIZE, overwrite: bool = False,
-           progress: Callable[[int, int], None] | None = None, strict: bool = False) -> IngestResult:
+           progress: Callable[[int, int], None] | None = None, strict: bool = False,
+           layout_map: dict[str, str] | None = None) -> IngestResult:
     """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``.
 
     ``progress(rows_done, rows_total)`` is called as manifest rows are settled (stored or rejected).
@@ -261,6 +268,9 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         raise SourceError(root, "dataset root is not a directory")
     outputs.check_apart(out, [root])
     recipe = load_recipe(source_or_recipe)
+    if layout_map:  # --layout-map: added to (and over) the recipe's own
+        recipe = replace(recipe, layout_map={**(recipe.layout_map or {}), **layout_map})
+        recipe.validate()
     source = get_source(recipe.source)(root, recipe)
     labels, label_origin = _load_map(root, recipe, "label", strict)
     chars, char_origin = _load_map(root, recipe, "text", strict)
@@ -312,7 +322,8 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
             "version": STORE_VERSION,
             "complete": True,
             "recipe": {"name": recipe.name, "source": recipe.source, "columns": recipe.columns,
-                       "description": recipe.description},
+                       "description": recipe.description,
+                       **({"layout_map": recipe.layout_map} if recipe.layout_map else {})},
             "layouts": [_layout_definition(n, infos).to_dict() for n in layout_names],
             "labels": stored_labels,
             "characters": chars,

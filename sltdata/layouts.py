@@ -152,10 +152,94 @@ POSE_FORMAT_HOLISTIC = {
     "RIGHT_HAND_LANDMARKS": "right_hand",
 }
 
+# ---------------------------------------------------------------------------------------------------
+# The keypoint schema registry: the layouts other pose estimators write, with named points.
+# ---------------------------------------------------------------------------------------------------
+
+# MediaPipe's face mesh with ``refine_face_landmarks``: the 468 points plus 10 iris points (468-472 the
+# right iris, centre first; 473-477 the left), as pose-format's holistic loader writes them.
+REFINED_FACE_POINTS = tuple(str(i) for i in range(478))
+
+# holistic-543's order with the refined 478-point face: face 0-477, left_hand 478-498, pose 499-531,
+# right_hand 532-552.
+HOLISTIC_553 = Layout("holistic-553", (
+    Component("face", REFINED_FACE_POINTS),
+    Component("left_hand", HAND_POINTS, HAND_EDGES),
+    Component("pose", POSE_POINTS, POSE_EDGES),
+    Component("right_hand", HAND_POINTS, HAND_EDGES),
+))
+
+
+def _pose_format_holistic(face_points: tuple[str, ...]) -> Layout:
+    """MediaPipe Holistic in the order pose-format's ``load_holistic`` writes it, world landmarks
+    (metres, hip-centred) included: pose 33, face 468|478, left hand 21, right hand 21, pose_world 33."""
+    comps = (Component("pose", POSE_POINTS, POSE_EDGES), Component("face", face_points),
+             Component("left_hand", HAND_POINTS, HAND_EDGES), Component("right_hand", HAND_POINTS, HAND_EDGES),
+             Component("pose_world", POSE_POINTS, POSE_EDGES))
+    return Layout(f"pose-format-holistic-{sum(len(c.points) for c in comps)}", comps)
+
+
+POSE_FORMAT_HOLISTIC_576 = _pose_format_holistic(FACE_POINTS)
+POSE_FORMAT_HOLISTIC_586 = _pose_format_holistic(REFINED_FACE_POINTS)
+
+# COCO-WholeBody (Jin et al., ECCV 2020), as MMPose and OpenPifPaf write it through pose-format: body
+# 17 + feet 6 (one 23-point component), face 68 (the iBUG 300-W points), left hand 21, right hand 21.
+# Point names are the ones pose-format writes (checked on its mmposewholebody and openpifpaf files).
+COCO_BODY_POINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+    "right_knee", "left_ankle", "right_ankle", "left_big_toe", "left_small_toe", "left_heel",
+    "right_big_toe", "right_small_toe", "right_heel",
+)
+COCO_BODY_EDGES = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
+    (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (15, 17), (15, 18), (15, 19),
+    (16, 20), (16, 21), (16, 22),
+)
+# Hands of every non-MediaPipe layout here share MediaPipe's 21-point order (wrist, then thumb, index,
+# middle, ring, pinky from base to tip), so hands map point to point.
+HAND_EDGES_21 = HAND_EDGES
+COCO_WHOLEBODY_133 = Layout("coco-wholebody-133", (
+    Component("pose", COCO_BODY_POINTS, COCO_BODY_EDGES),
+    Component("face", tuple(f"face-{i}" for i in range(68))),
+    Component("left_hand", tuple(f"left_hand_{i}" for i in range(21)), HAND_EDGES_21),
+    Component("right_hand", tuple(f"right_hand_{i}" for i in range(21)), HAND_EDGES_21),
+))
+
+# OpenPose (Cao et al.): BODY_25, face 70 (iBUG 68 + the right and left pupils), hands 21 + 21; names
+# as pose-format's OpenPose reader writes them.
+OPENPOSE_BODY_POINTS = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip", "RHip",
+    "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar", "LBigToe",
+    "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+)
+OPENPOSE_BODY_EDGES = (
+    (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (0, 16), (0, 15), (0, 18), (0, 17), (1, 0),
+    (8, 9), (9, 10), (10, 11), (8, 12), (12, 13), (13, 14), (11, 24), (11, 22), (22, 23), (14, 21),
+    (14, 19), (19, 20),
+)
+OPENPOSE_FACE_POINTS = (
+    *(f"FB_{i}" for i in range(17)), *(f"FEB_{i}" for i in range(17, 27)), *(f"FN_{i}" for i in range(27, 36)),
+    *(f"FE_{i}" for i in range(36, 48)), *(f"FLO_{i}" for i in range(48, 60)),
+    *(f"FLI_{i}" for i in range(60, 68)), "FP_68", "FP_69",
+)
+OPENPOSE_HAND_POINTS = (
+    "BASE", "T_STT", "T_BCMC", "T_MCP", "T_IP", "I_CMC", "I_MCP", "I_PIP", "I_DIP", "M_CMC", "M_MCP",
+    "M_PIP", "M_DIP", "R_CMC", "R_MCP", "R_PIP", "R_DIP", "P_CMC", "P_MCP", "P_PIP", "P_DIP",
+)
+OPENPOSE_137 = Layout("openpose-137", (
+    Component("pose", OPENPOSE_BODY_POINTS, OPENPOSE_BODY_EDGES),
+    Component("face", OPENPOSE_FACE_POINTS),
+    Component("left_hand", OPENPOSE_HAND_POINTS, HAND_EDGES_21),
+    Component("right_hand", OPENPOSE_HAND_POINTS, HAND_EDGES_21),
+))
+
 # The built-in layouts, immutable. A layout that is not built in (e.g. one read from a .pose header)
 # travels with the object that holds its data: ``Store.layouts`` (store.json) and
 # ``ShardIndex.layouts`` (index.json); nothing global changes when a file is opened.
-BUILTIN_LAYOUTS: Mapping[str, Layout] = MappingProxyType({HOLISTIC_543.name: HOLISTIC_543})
+BUILTIN_LAYOUTS: Mapping[str, Layout] = MappingProxyType({l.name: l for l in (
+    HOLISTIC_543, HOLISTIC_553, POSE_FORMAT_HOLISTIC_576, POSE_FORMAT_HOLISTIC_586, COCO_WHOLEBODY_133,
+    OPENPOSE_137)})
 
 
 def get_layout(name: str) -> Layout:
@@ -254,8 +338,7 @@ FACE_MIRROR = (
 # the order given, so the islr-1st order is the solution's POINT_LANDMARKS order
 # (LIP + LHAND + RHAND + NOSE + REYE + LEYE = 40 + 21 + 21 + 4 + 16 + 16 = 118 points), which keeps
 # feature columns comparable with its published models.
-PRESETS: dict[str, dict[str, tuple[tuple[str, tuple | None], ...]]] = {
-    "holistic-543": {
+_MEDIAPIPE_PRESETS: dict[str, tuple[tuple[str, tuple | None], ...]] = {
         "hands": (("left_hand", None), ("right_hand", None)),
         "left-hand": (("left_hand", None),),
         "right-hand": (("right_hand", None),),
@@ -270,16 +353,68 @@ PRESETS: dict[str, dict[str, tuple[tuple[str, tuple | None], ...]]] = {
         "all": (("face", None), ("left_hand", None), ("pose", None), ("right_hand", None)),
         "islr-1st": (("face", FACE_LIPS), ("left_hand", None), ("right_hand", None),
                      ("face", FACE_NOSE), ("face", FACE_RIGHT_EYE), ("face", FACE_LEFT_EYE)),
-    },
+}
+
+# The iBUG 300-W 68-point face (COCO-WholeBody's face, OpenPose's first 68): jaw 0-16, brows 17-26,
+# nose 27-35 (tip 30), right eye 36-41, left eye 42-47, outer lips 48-59, inner lips 60-67.
+IBUG_LIPS = tuple(range(48, 68))
+IBUG_NOSE = tuple(range(27, 36))
+IBUG_RIGHT_EYE = tuple(range(36, 42))
+IBUG_LEFT_EYE = tuple(range(42, 48))
+IBUG_NOSE_TIP = 30
+# Left/right mirror of the 68 points (an involution): the jaw and brows reverse, eyes swap corner for
+# corner, lips reflect about the midline points 51, 57, 62 and 66.
+IBUG_MIRROR = (
+    *range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31,
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65,
+)
+
+
+def _ibug_presets(upper_body: tuple[str, ...]) -> dict[str, tuple[tuple[str, tuple | None], ...]]:
+    """The presets of a layout with an iBUG-68 face: the same names as MediaPipe's, with the iBUG
+    points that play the same part (islr-1st: lips, hands, nose, right eye, left eye)."""
+    return {
+        "hands": (("left_hand", None), ("right_hand", None)),
+        "left-hand": (("left_hand", None),),
+        "right-hand": (("right_hand", None),),
+        "lips": (("face", IBUG_LIPS),),
+        "eyes": (("face", IBUG_RIGHT_EYE + IBUG_LEFT_EYE),),
+        "nose": (("face", IBUG_NOSE),),
+        "pose-upper": (("pose", upper_body),),
+        "pose": (("pose", None),),
+        "face": (("face", None),),
+        "all": (("pose", None), ("face", None), ("left_hand", None), ("right_hand", None)),
+        "islr-1st": (("face", IBUG_LIPS), ("left_hand", None), ("right_hand", None),
+                     ("face", IBUG_NOSE), ("face", IBUG_RIGHT_EYE), ("face", IBUG_LEFT_EYE)),
+    }
+
+
+# Presets of every registered layout: the same names resolve on each (tests check every pair).
+PRESETS: dict[str, dict[str, tuple[tuple[str, tuple | None], ...]]] = {
+    HOLISTIC_543.name: _MEDIAPIPE_PRESETS,
+    HOLISTIC_553.name: _MEDIAPIPE_PRESETS,
+    **{l.name: {**_MEDIAPIPE_PRESETS, "all": tuple((c.name, None) for c in l.components)}
+       for l in (POSE_FORMAT_HOLISTIC_576, POSE_FORMAT_HOLISTIC_586)},
+    # Upper body: everything above the knees (COCO 0-12; OpenPose without knees, ankles and feet).
+    COCO_WHOLEBODY_133.name: _ibug_presets(COCO_BODY_POINTS[:13]),
+    OPENPOSE_137.name: _ibug_presets(tuple(p for p in OPENPOSE_BODY_POINTS
+                                           if not p[1:].startswith(("Knee", "Ankle", "BigToe", "SmallToe", "Heel")))),
 }
 
 # Reference points for centering: name -> candidates tried in order, each a (component, points)
 # whose mean over the sequence is the centre; the first candidate with any detection wins.
+_MEDIAPIPE_REFERENCES = {
+    "nose": (("face", (FACE_NOSE_TIP,)), ("pose", ("NOSE",))),
+    "shoulders": (("pose", ("LEFT_SHOULDER", "RIGHT_SHOULDER")),),
+}
 REFERENCES: dict[str, dict[str, tuple[tuple[str, tuple], ...]]] = {
-    "holistic-543": {
-        "nose": (("face", (FACE_NOSE_TIP,)), ("pose", ("NOSE",))),
-        "shoulders": (("pose", ("LEFT_SHOULDER", "RIGHT_SHOULDER")),),
-    },
+    **{l.name: _MEDIAPIPE_REFERENCES for l in (HOLISTIC_543, HOLISTIC_553, POSE_FORMAT_HOLISTIC_576,
+                                               POSE_FORMAT_HOLISTIC_586)},
+    COCO_WHOLEBODY_133.name: {"nose": (("face", (IBUG_NOSE_TIP,)), ("pose", ("nose",))),
+                              "shoulders": (("pose", ("left_shoulder", "right_shoulder")),)},
+    OPENPOSE_137.name: {"nose": (("face", (IBUG_NOSE_TIP,)), ("pose", ("Nose",))),
+                        "shoulders": (("pose", ("LShoulder", "RShoulder")),)},
 }
 
 
@@ -321,7 +456,13 @@ def reference_indices(layout: Layout | str, name: str) -> list[np.ndarray]:
 
 
 def _swap_left_right(name: str) -> str:
-    return name.replace("LEFT", "\0").replace("RIGHT", "LEFT").replace("\0", "RIGHT")
+    """The mirror partner's name: LEFT/RIGHT (MediaPipe), left/right (COCO), a leading L/R before a
+    capital (OpenPose's ``LShoulder``)."""
+    if len(name) > 1 and name[0] in "LR" and name[1].isupper() and not name.isupper():
+        return ("R" if name[0] == "L" else "L") + name[1:]
+    for a, b in (("LEFT", "RIGHT"), ("left", "right")):
+        name = name.replace(a, "\0").replace(b, a).replace("\0", b)
+    return name
 
 
 def mirror_indices(layout: Layout | str) -> np.ndarray:
@@ -344,8 +485,14 @@ def mirror_indices(layout: Layout | str) -> np.ndarray:
                     perm[start:start + n] = layout.offsets[other.name] + np.arange(n)
                 break
         else:
-            if c.name == "face" and n == len(FACE_MIRROR):
-                perm[start:start + n] = start + np.asarray(FACE_MIRROR)
+            if c.name == "face" and n in (len(FACE_MIRROR), len(REFINED_FACE_POINTS)):
+                perm[start:start + len(FACE_MIRROR)] = start + np.asarray(FACE_MIRROR)
+                if n == len(REFINED_FACE_POINTS):  # the two irises swap, centre for centre
+                    perm[start + 468:start + 478] = start + np.r_[473:478, 468:473]
+            elif c.name == "face" and n in (68, 70):  # iBUG 68 (+ OpenPose's right and left pupils)
+                perm[start:start + 68] = start + np.asarray(IBUG_MIRROR)
+                if n == 70:
+                    perm[start + 68:start + 70] = start + np.array([69, 68])
             else:
                 index = {p: i for i, p in enumerate(c.points)}
                 for i, p in enumerate(c.points):
@@ -362,3 +509,70 @@ def face_contour_edges(layout: Layout | str) -> np.ndarray:
     if not any(c.name == "face" and len(c.points) == len(FACE_POINTS) for c in layout.components):
         return np.zeros((0, 2), np.int64)
     return np.asarray(FACEMESH_CONTOURS, dtype=np.int64) + layout.offsets["face"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Declared mappings between registered layouts.
+# ---------------------------------------------------------------------------------------------------
+
+# Body points that mean the same joint in MediaPipe pose, COCO-WholeBody and OpenPose BODY_25, by a
+# shared id. Points without a counterpart (MediaPipe's mouth corners and eye corners, OpenPose's Neck
+# and MidHip, the toes, which MediaPipe's FOOT_INDEX only approximates) keep their own name as id, so
+# they map within their family (MediaPipe to MediaPipe) and to NaN elsewhere.
+_BODY_IDS = {
+    "nose": ("NOSE", "nose", "Nose"), "left_eye": ("LEFT_EYE", "left_eye", "LEye"),
+    "right_eye": ("RIGHT_EYE", "right_eye", "REye"), "left_ear": ("LEFT_EAR", "left_ear", "LEar"),
+    "right_ear": ("RIGHT_EAR", "right_ear", "REar"),
+    **{f"{side}_{joint}": (f"{side.upper()}_{joint.upper()}", f"{side}_{joint}", f"{side[0].upper()}{joint.title()}")
+       for side in ("left", "right") for joint in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "heel")},
+}
+_BODY_ID_OF = {name: pid for pid, names in _BODY_IDS.items() for name in names}
+
+
+def _point_ids(layout: Layout) -> tuple[str | None, ...]:
+    """Each point's id in the shared vocabulary of the mappings (None: no counterpart anywhere).
+
+    Hands: ``left_hand.i`` (one 21-point order everywhere). Body: ``pose.<joint>``; MediaPipe's world
+    landmarks only map to world landmarks. Faces: ``face.mesh.i`` (MediaPipe's mesh, shared by 468 and
+    478 points) and ``face.ibug.i`` (COCO-WholeBody and OpenPose); no published correspondence joins
+    the two, so a mesh point maps to NaN in an iBUG face and back.
+    """
+    ids: list[str | None] = []
+    for c in layout.components:
+        n = len(c.points)
+        if is_hand(c.name):
+            ids += [f"{c.name}.{i}" for i in range(n)]
+        elif c.name in ("pose", "pose_world"):
+            ids += [f"{c.name}.{_BODY_ID_OF.get(p, p)}" for p in c.points]  # else its own name: one family
+        elif c.name == "face" and n in (468, 478):
+            ids += [f"face.mesh.{i}" for i in range(n)]
+        elif c.name == "face" and n in (68, 70):
+            ids += [f"face.ibug.{i}" for i in range(68)] + ["face.right_pupil", "face.left_pupil"][:n - 68]
+        else:
+            ids += [None] * n
+    return tuple(ids)
+
+
+def layout_mapping(src: Layout | str, dst: Layout | str) -> tuple[np.ndarray, np.ndarray]:
+    """(source index, destination index) pairs of the points two registered layouts share."""
+    src = get_layout(src) if isinstance(src, str) else src
+    dst = get_layout(dst) if isinstance(dst, str) else dst
+    for l in (src, dst):
+        if BUILTIN_LAYOUTS.get(l.name) != l:
+            raise ConfigError(f"layout {l.name} is not a registered layout; mappings join only "
+                              f"{', '.join(sorted(BUILTIN_LAYOUTS))}")
+    where = {pid: i for i, pid in enumerate(_point_ids(src)) if pid is not None}
+    pairs = [(where[pid], j) for j, pid in enumerate(_point_ids(dst)) if pid in where]
+    a = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return a[:, 0], a[:, 1]
+
+
+def map_layout(landmarks: np.ndarray, src: Layout | str, dst: Layout | str) -> np.ndarray:
+    """Landmarks (..., src points, C) in layout ``dst``: each point the two layouts share is copied,
+    every other destination point is NaN. The one implementation of a layout mapping (ingest's
+    ``--layout-map`` and transforms use it), so a model trained on one layout can be fed another."""
+    src_i, dst_i = layout_mapping(src, dst)
+    dst = get_layout(dst) if isinstance(dst, str) else dst
+    out = np.full((*landmarks.shape[:-2], dst.num_points, landmarks.shape[-1]), np.nan, dtype=np.float32)
+    out[..., dst_i, :] = landmarks[..., src_i, :]
+    return out

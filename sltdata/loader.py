@@ -65,12 +65,13 @@ def _read(sources, entries: dict[str, dict], where: str, verify: bool = True):
 
 def _transform(samples, cfg, pipelines: dict, seed: int, epoch: int, train: bool):
     from sltdata.transforms import build_pipeline, sample_rng
+    from sltdata.transforms.pipeline import frame_size
 
     for s in samples:
         if s["meta"]["layout"] not in pipelines:  # a layout the index does not list: built-ins only
             pipelines[s["meta"]["layout"]] = build_pipeline(cfg, layout=s["meta"]["layout"])
         rng = sample_rng(seed, s["key"], epoch) if train else None
-        features, mask = pipelines[s["meta"]["layout"]](s["landmarks"], rng=rng, train=train)
+        features, mask = pipelines[s["meta"]["layout"]](s["landmarks"], rng=rng, train=train, **frame_size(s["meta"]))
         yield {**s, "landmarks": features, "mask": np.asarray(mask, dtype=bool)}
 
 

@@ -13,6 +13,7 @@ from typing import Optional
 
 from sltdata.config import FieldError, build, read_yaml, unknown_key
 from sltdata.errors import ConfigError
+from sltdata.layouts import layout_mapping
 
 ROLES = ("key", "path", "label", "text", "participant")
 
@@ -42,6 +43,9 @@ class Recipe:
     # larger side for pixel sources. Beyond it a sequence is rejected (bit-rot gives ~1e22). None: the
     # source's default (10000 normalized, 100 pixel frames).
     max_abs_coordinate: Optional[float] = None
+    # Registered layouts converted at ingest, source -> destination (``{coco-wholebody-133: holistic-543}``,
+    # or "SRC:DST" strings): points the two share are copied, the rest are NaN (sltdata.layouts.map_layout).
+    layout_map: Optional[dict[str, str]] = None
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +53,8 @@ class Recipe:
         """``manifest: train.csv`` is a list of one; column names YAML reads as numbers are names."""
         if isinstance(data.get("manifest"), str):
             data["manifest"] = [data["manifest"]]
+        if isinstance(data.get("layout_map"), (str, list)):
+            data["layout_map"] = parse_layout_map(data["layout_map"])
         if isinstance(data.get("columns"), dict):
             data["columns"] = {k: v if isinstance(v, str) else str(v) for k, v in data["columns"].items()}
         return data
@@ -60,8 +66,26 @@ class Recipe:
         if "key" not in self.columns:
             raise FieldError("columns.key", "required, but missing (the column that names each sequence)")
 
+        for src, dst in (self.layout_map or {}).items():
+            try:
+                layout_mapping(src, dst)
+            except ConfigError as e:
+                raise FieldError(f"layout_map.{src}", str(e)) from None
+
     def column(self, role: str) -> str | None:
         return self.columns.get(role)
+
+
+def parse_layout_map(value) -> dict[str, str]:
+    """``"SRC:DST"`` or a list of them as a dict (what ``--layout-map`` and a recipe may give)."""
+    items = [value] if isinstance(value, str) else list(value)
+    out = {}
+    for item in items:
+        src, sep, dst = str(item).partition(":")
+        if not sep or not src.strip() or not dst.strip():
+            raise FieldError("layout_map", f"expected SRC:DST (e.g. coco-wholebody-133:holistic-543), got {item!r}")
+        out[src.strip()] = dst.strip()
+    return out
 
 
 def load_recipe(name_or_path: str) -> Recipe:

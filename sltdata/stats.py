@@ -11,6 +11,9 @@ through ``sltdata.shards.read`` from the per-sample ``KEY.json`` members of its 
 landmarks (no ``transform`` in the index). A damaged shard raises ``ShardError``. Layouts come from
 the store or index being described (``Store.layouts``, ``ShardIndex.layouts``), never from a global.
 
+``spaces`` counts sequences per coordinate space and frame size (units, width, height, depth: the
+provenance columns; null in a store written before them).
+
 A component counts as detected in a frame when any of its points has a finite x. MediaPipe emits a
 component whole or not at all, so for real data this is "the detector found it in that frame".
 """
@@ -41,6 +44,8 @@ HISTOGRAM_BINS = 30
 RAREST = 10  # rarest classes listed
 
 _META_FIELDS = ("key", "label", "text", "participant", "frames", "fold")
+_SPACE_FIELDS = ("units", "width", "height", "depth")
+_SPACE_SCHEMA = pa.schema([("units", pa.string()), ("width", pa.int64()), ("height", pa.int64()), ("depth", pa.int64())])
 _META_SCHEMA = pa.schema([("key", pa.string()), ("label", pa.string()), ("text", pa.string()),
                           ("participant", pa.string()), ("frames", pa.int64()), ("fold", pa.string())])
 
@@ -78,7 +83,19 @@ def _store_stats(store: Store, landmarks: bool, max_lengths, rarest: int, batch_
     out.update(_metadata_stats(con, max_lengths, rarest, has_folds=False))
     out["detection"] = _detection(_store_landmark_batches(store, batch_size), store.layout) if landmarks else None
     con.close()
+    out["spaces"] = _spaces(store.metadata(_SPACE_FIELDS))
     return out
+
+
+def _spaces(table: pa.Table) -> list[dict]:
+    """Sequences per coordinate space and frame size (units, width, height, depth), most common first:
+    a store mixing pixel and normalized data, or many frame sizes, shows here before it trains badly."""
+    con = duckdb.connect()
+    con.register("spaces", table)
+    rows = con.execute("SELECT units, width, height, depth, count(*) AS n FROM spaces GROUP BY ALL "
+                       "ORDER BY n DESC, units NULLS LAST, width NULLS LAST, height NULLS LAST").fetchall()
+    con.close()
+    return [{"units": u, "width": w, "height": h, "depth": d, "sequences": int(n)} for u, w, h, d, n in rows]
 
 
 def _store_landmark_batches(store: Store, batch_size: int) -> Iterator[tuple[pa.RecordBatch]]:
@@ -89,12 +106,15 @@ def _store_landmark_batches(store: Store, batch_size: int) -> Iterator[tuple[pa.
 
 def _shard_stats(index: ShardIndex, landmarks: bool, max_lengths, rarest: int) -> dict:
     rows = {f: [] for f in _META_FIELDS}
+    spaces = {f: [] for f in _SPACE_FIELDS}
     for split, sample in iter_samples(index, arrays=False):
         for f in _META_FIELDS:
             v = sample.meta.get(f)
             if f == "fold":
                 v = v or split
             rows[f].append(v)
+        for f in _SPACE_FIELDS:  # absent from shards written before provenance: null
+            spaces[f].append(sample.meta.get(f))
     table = pa.Table.from_pydict(rows, schema=_META_SCHEMA)
     con = duckdb.connect()
     con.register("meta", table)
@@ -110,6 +130,7 @@ def _shard_stats(index: ShardIndex, landmarks: bool, max_lengths, rarest: int) -
         out["detection"] = None
     if index.data.get("participants"):
         out["folds"]["index_participants"] = _index_participant_check(index.participants, table)
+    out["spaces"] = _spaces(pa.Table.from_pydict(spaces, schema=_SPACE_SCHEMA))
     return out
 
 

@@ -34,8 +34,15 @@ STORE_VERSION = 1
 META_FILE = "store.json"
 REJECTS_FILE = "rejects.jsonl"
 
-METADATA_COLUMNS = ("key", "label", "text", "participant", "layout", "source", "fps", "frames", "points")
-_SEQUENCE_FIELDS = METADATA_COLUMNS[:7]  # frames and points are derived from the landmarks' shape
+# Where each sequence came from (DESIGN.md's provenance contract): nullable columns added after the
+# first stores were written. A store without them still opens: ``conform`` adds them as nulls.
+PROVENANCE_COLUMNS = ("source_file", "width", "height", "depth", "units", "extractor", "extractor_version",
+                      "extractor_settings")
+UNITS = ("normalized", "pixels")  # x/y in [0, 1] of the frame (Kaggle), or in pixels (pose-format holistic)
+METADATA_COLUMNS = ("key", "label", "text", "participant", "layout", "source", "fps", "frames", "points",
+                    *PROVENANCE_COLUMNS)
+# Sequence fields stored as columns (frames and points are derived from the landmarks' shape).
+_SEQUENCE_FIELDS = ("key", "label", "text", "participant", "layout", "source", "fps", *PROVENANCE_COLUMNS)
 
 SCHEMA = pa.schema([
     ("key", pa.string()),
@@ -44,11 +51,36 @@ SCHEMA = pa.schema([
     ("participant", pa.string()),
     ("layout", pa.string()),
     ("source", pa.string()),
-    ("fps", pa.float32()),
+    ("fps", pa.float64()),  # as given: 29.97 and 30.0081 must survive (float32 stores before provenance)
     ("frames", pa.int32()),
     ("points", pa.int32()),
+    ("source_file", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("depth", pa.int32()),
+    ("units", pa.string()),
+    ("extractor", pa.string()),
+    ("extractor_version", pa.string()),
+    ("extractor_settings", pa.string()),
     ("landmarks", pa.list_(pa.float32())),
 ])
+
+
+def conform(table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """A table or batch of a store part in today's schema: columns that an older store lacks are added
+    as nulls and fps is float64, so every reader sees one schema whichever code wrote the store."""
+    names, arrays = [], []
+    for f in SCHEMA:
+        if f.name in table.schema.names:
+            col = table.column(f.name)
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+            names.append(f.name)
+        elif f.name in PROVENANCE_COLUMNS:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+            names.append(f.name)
+    if isinstance(table, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 @dataclass(frozen=True)
@@ -93,6 +125,7 @@ def sequences_to_table(sequences: list[Sequence]) -> pa.Table:
         "fps": [s.fps for s in sequences],
         "frames": [s.frames for s in sequences],
         "points": [s.points for s in sequences],
+        **{c: [getattr(s, c) for s in sequences] for c in PROVENANCE_COLUMNS},
     }
     arrays = [pa.array(cols[f.name], type=f.type) for f in SCHEMA if f.name != "landmarks"]
     return pa.Table.from_arrays([*arrays, landmarks], schema=SCHEMA)
@@ -131,7 +164,7 @@ def table_landmarks(table: pa.Table | pa.RecordBatch) -> list[np.ndarray]:
 
 def table_sequences(table: pa.Table | pa.RecordBatch) -> list[Sequence]:
     """The rows of a store table as Sequences (landmarks are views into the Arrow buffer)."""
-    meta = table.select(list(_SEQUENCE_FIELDS)).to_pylist()
+    meta = conform(table).select(list(_SEQUENCE_FIELDS)).to_pylist()
     return [Sequence(landmarks=lm, **m) for m, lm in zip(meta, table_landmarks(table))]
 
 
@@ -191,11 +224,17 @@ class Store:
         """Every sequence's metadata, no landmarks read."""
         if not self.parts:
             return SCHEMA.empty_table().select(list(columns))
-        return pa.concat_tables(pq.read_table(p, columns=list(columns)) for p in self.parts)
+        tables = []
+        for p in self.parts:
+            have = pq.ParquetFile(p).schema_arrow.names
+            tables.append(conform(pq.read_table(p, columns=[c for c in columns if c in have])).select(list(columns)))
+        return pa.concat_tables(tables)
 
     def iter_batches(self, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
+        """Record batches in today's schema (``conform``), part by part."""
         for p in self.parts:
-            yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size)
+            for batch in pq.ParquetFile(p).iter_batches(batch_size=batch_size):
+                yield conform(batch)
 
     def __iter__(self) -> Iterator[Sequence]:
         """Stream sequences part by part in store order; memory stays bounded by one batch."""
@@ -206,7 +245,8 @@ class Store:
         """One sequence by key (reads only the row groups whose statistics may hold it)."""
         import pyarrow.dataset as ds
 
-        table = ds.dataset(self.parts, format="parquet").to_table(filter=ds.field("key") == key)
+        table = pa.concat_tables(conform(ds.dataset(p, format="parquet").to_table(filter=ds.field("key") == key))
+                                 for p in self.parts)
         if table.num_rows == 0:
             raise StoreError(f'{self.path}: no sequence with key {key!r} (run "sltdata keys {self.path}" to list them)')
         return next(iter(table_sequences(table.slice(0, 1))))

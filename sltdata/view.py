@@ -161,13 +161,15 @@ def transformed_panel(seq: Sequence, config, seed: int = 0, layout: Layout | Non
     undetected points as 0, so a point at exactly (0, 0[, 0]) is left out.
     """
     from sltdata.transforms import build_pipeline, load_transform_config, sample_rng
+    from sltdata.transforms.pipeline import frame_size
 
     cfg = load_transform_config(config)
     layout = layout or get_layout(seq.layout)
     pipe = build_pipeline(cfg, layout=layout)
     augmented = bool(getattr(getattr(cfg, "augment", None), "any", False))
     rng = sample_rng(seed, seq.key) if augmented else None
-    features, mask = pipe(seq.landmarks, rng=rng, train=augmented)
+    size = frame_size({"units": seq.units, "width": seq.width, "height": seq.height})
+    features, mask = pipe(seq.landmarks, rng=rng, train=augmented, **size)
     layout = pipe.feature_layout
     pos = layout.split(np.asarray(features, dtype=np.float32)[np.asarray(mask, dtype=bool)])["position"]
     xy = pos[:, :, :2].copy()

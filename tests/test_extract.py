@@ -257,7 +257,10 @@ def test_garbage_and_truncated_videos_are_quarantined_with_reason(run):
     assert [(q["pose"], q["reason"].split(" (")[0]) for q in lines] == [
         ("cut.pose", "OpenCV cannot open it"), ("garbage.pose", "OpenCV cannot open it")]
     assert (result.count("written"), result.count("quarantined")) == (1, 2)
-    assert sorted(p.name for p in (root / "poses").iterdir()) == ["astronaut.pose", "quarantine.jsonl"]
+    assert sorted(p.name for p in (root / "poses").iterdir()) == ["astronaut.pose", "astronaut.pose.json",
+                                                                   "quarantine.jsonl"]
+    side = json.loads((root / "poses" / "astronaut.pose.json").read_text())
+    assert side["extractor"] == "mediapipe-holistic" and side["settings"]["backend"] == result.backend
 
 
 def test_rerun_skips_complete_pose_files(run):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sltdata.shards import ShardError, ShardIndex, iter_samples, iter_shard, load_npy, write_shards
+from sltdata.shards.index import PROVENANCE_FIELDS
 from sltdata.store import Store
 from sltdata.testing import fake_sequence
 from sltdata.testing.stores import store_from_sequences
@@ -34,7 +35,7 @@ def test_samples_read_back_equal_what_was_written(raw):
         seq = seqs[s.key]
         assert s.meta == {"key": seq.key, "label": seq.label, "text": seq.text, "participant": seq.participant,
                           "layout": "holistic-543", "source": "test", "frames": seq.frames, "fps": 25.0,
-                          "fold": split}
+                          "fold": split, **{f: None for f in PROVENANCE_FIELDS}}
         assert split == idx.participants[seq.participant]
         assert set(s.arrays) == {"landmarks"}
         assert s.arrays["landmarks"].dtype == np.float32

@@ -29,12 +29,17 @@ def ingest(
     part_size: int = typer.Option(PART_SIZE, help="Sequences per store part (a unit of resumption)."),
     strict: bool = typer.Option(False, help="Exit non-zero when any row is rejected; refuse to derive a label or character map the recipe names but the dataset lacks."),
     overwrite: bool = typer.Option(False, help="Replace an existing store at --out."),
+    layout_map: Optional[list[str]] = typer.Option(
+        None, "--layout-map", help="SRC:DST: convert sequences of registered layout SRC into DST at ingest "
+                                   "(e.g. coco-wholebody-133:holistic-543); points DST lacks are NaN. Repeatable."),
 ):
     """Read a dataset as its publisher ships it into a sequence store (Parquet), with a rejects report.
 
     Every manifest row ends stored or in OUT/rejects.jsonl with its reason. Re-running the same
     command after an interruption finishes the job without duplicates.
     """
+    from sltdata.recipes import parse_layout_map
+
     with progress_bar() as bar:
         task = bar.add_task("ingest", total=None)
 
@@ -42,7 +47,8 @@ def ingest(
             bar.update(task, completed=done, total=total)
 
         result = run_ingest(source, root, out, manifest=manifest, workers=workers, part_size=part_size,
-                            overwrite=overwrite, progress=advance, strict=strict)
+                            overwrite=overwrite, progress=advance, strict=strict,
+                            layout_map=parse_layout_map(layout_map) if layout_map else None)
     for r in result.rejects[:10]:
         console.print(f"[yellow]rejected[/] {r}", highlight=False, soft_wrap=True)
     if len(result.rejects) > 10:

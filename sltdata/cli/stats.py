@@ -63,6 +63,14 @@ def print_stats(stats: dict, out: Console) -> None:
             t.add_row(c.replace("_", " ") if c != "no_hand" else "no hand at all", str(n), _pct(det["rates"][c]))
         out.print(t)
 
+    spaces = stats.get("spaces")
+    if spaces:
+        t = Table("units", "width", "height", "depth", "sequences", title="Coordinate spaces and frame sizes")
+        for r in spaces:
+            t.add_row(*(str(r[k]) if r[k] is not None else "?" for k in ("units", "width", "height", "depth")),
+                      str(r["sequences"]))
+        out.print(t)
+
     text = stats["text"]
     if text:
         t = Table("phrases", title="Text")

@@ -1,7 +1,9 @@
 """`sltdata extract`: videos (or image folders) to MediaPipe Holistic ``.pose`` files, resumable.
 
 Each input becomes ``OUT/<stem>.pose`` with the header pose-format's ``load_holistic`` writes (its own
-``holistic_components``), so ``sltdata ingest pose`` maps it into ``holistic-543`` with no special case.
+``holistic_components``), so ``sltdata ingest pose`` maps it into ``holistic-543`` with no special case,
+and ``OUT/<stem>.pose.json``: the extractor, its version and settings (``extractor_info``), which
+ingest stores as the sequence's provenance (a pose-format header has no field for them).
 A file is written under a temporary name and renamed when complete: an existing ``<stem>.pose`` is a
 finished one and a re-run skips it. An input that cannot be read (not a video, truncated, no frames)
 goes to ``OUT/quarantine.jsonl`` with its reason and the others go on.
@@ -93,13 +95,32 @@ def holistic_pose(points: np.ndarray, confidence: np.ndarray, fps: float, width:
     return Pose(header, body)
 
 
+SIDECAR_SUFFIX = ".json"  # ``<stem>.pose.json``: what made the .pose file (the pose source reads it)
+
+
+def extractor_info(config: HolisticConfig, backend: str, fps: float | None) -> dict:
+    """The sidecar of every .pose file a run writes: pose-format headers have no free-text field,
+    so the extractor, its version and the settings that decide the points travel beside the file and
+    ``sltdata ingest pose`` stores them as the sequence's provenance."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mp_version = version("mediapipe")
+    except PackageNotFoundError:
+        mp_version = None
+    return {"extractor": "mediapipe-holistic", "version": mp_version,
+            "settings": {"backend": backend, "model_complexity": config.model_complexity,
+                         "refine_face": config.refine_face, "fps": fps,
+                         "task_model": Path(config.task_model).name if config.task_model else None}}
+
+
 def _truncated(decoded: int, reported: int) -> bool:
     """Fewer frames decoded than the container promises, beyond its usual estimate slack."""
     return reported > 0 and decoded + max(2, reported // 50) < reported
 
 
 def extract_video(video: VideoInput, out_dir: Path, holistic, fps: float | None = None,
-                  on_frame: Callable[[], None] | None = None) -> Outcome:
+                  on_frame: Callable[[], None] | None = None, provenance: dict | None = None) -> Outcome:
     """Run ``holistic`` over one input and write ``out_dir/<stem>.pose``; unreadable input -> quarantined."""
     start = time.perf_counter()
     target = out_dir / f"{video.stem}.pose"
@@ -124,6 +145,11 @@ def extract_video(video: VideoInput, out_dir: Path, holistic, fps: float | None 
                        reason=e.reason)
     pose = holistic_pose(np.stack(points), np.stack(conf), info.fps, info.width, info.height, holistic.face_points)
     tmp = out_dir / f".{video.stem}{TMP_MARK}{os.getpid()}"
+    if provenance is not None:  # the sidecar first: a finished .pose always has its own beside it
+        sidecar = out_dir / f"{video.stem}.pose{SIDECAR_SUFFIX}"
+        side_tmp = tmp.with_name(tmp.name + SIDECAR_SUFFIX)
+        side_tmp.write_text(json.dumps(provenance, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(side_tmp, sidecar)
     with open(tmp, "wb") as f:
         pose.write(f)
     os.replace(tmp, target)
@@ -139,8 +165,8 @@ def _worker_init(config: HolisticConfig) -> None:
     _WORKER_HOLISTIC = make_holistic(config)  # make_holistic -> resolve_backend quiets the logs first
 
 
-def _worker_run(video: VideoInput, out_dir: str, fps: float | None) -> Outcome:
-    return extract_video(video, Path(out_dir), _WORKER_HOLISTIC, fps)
+def _worker_run(video: VideoInput, out_dir: str, fps: float | None, provenance: dict | None = None) -> Outcome:
+    return extract_video(video, Path(out_dir), _WORKER_HOLISTIC, fps, provenance=provenance)
 
 
 def _write_quarantine(out_dir: Path, outcomes: list[Outcome]) -> None:
@@ -179,6 +205,7 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
     for stale in out_dir.glob(f".*{TMP_MARK}*"):  # left by a killed run
         stale.unlink()
     result = ExtractResult(out_dir, backend)
+    provenance = extractor_info(config, backend, fps)
     start = time.perf_counter()
     todo = []
     for v in videos:
@@ -192,7 +219,8 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
         holistic = make_holistic(config)
         try:
             for v in todo:
-                o = extract_video(v, out_dir, holistic, fps, on_frame=(lambda: progress(1, 0)) if progress else None)
+                o = extract_video(v, out_dir, holistic, fps, on_frame=(lambda: progress(1, 0)) if progress else None,
+                                  provenance=provenance)
                 result.outcomes.append(o)
                 if progress:
                     progress(0, 1)
@@ -202,7 +230,7 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
         ctx = multiprocessing.get_context("spawn")  # MediaPipe's threads do not survive a fork
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
                                  initargs=(config,)) as pool:
-            futures = [pool.submit(_worker_run, v, str(out_dir), fps) for v in todo]
+            futures = [pool.submit(_worker_run, v, str(out_dir), fps, provenance) for v in todo]
             try:
                 for fut in as_completed(futures):
                     o = fut.result()

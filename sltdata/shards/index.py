@@ -20,7 +20,7 @@ from sltdata.layouts import Layout, get_layout
 
 __all__ = ["INDEX_FILE", "INDEX_FORMAT", "INDEX_VERSION", "DEFAULT_MAX_SAMPLES", "DEFAULT_MAX_BYTES",
            "TEST_SPLIT", "fold_name", "SHARD_RE", "MEMBER_RE", "LANDMARKS_MEMBER", "MASK_MEMBER", "JSON_MEMBER",
-           "SAMPLE_FIELDS", "MEMBER_DIGEST", "MEMBER_SUMS_SUFFIX", "ShardError", "ShardIndex", "member_digest",
+           "SAMPLE_FIELDS", "PROVENANCE_FIELDS", "MEMBER_DIGEST", "MEMBER_SUMS_SUFFIX", "ShardError", "ShardIndex", "member_digest",
            "member_sums_name", "sample_record",
            "sanitize_key", "shard_name"]
 
@@ -53,6 +53,9 @@ MEMBER_SUMS_SUFFIX = ".members.xxh128"
 MEMBER_DIGEST = "xxh3_128"
 
 SAMPLE_FIELDS = ("key", "label", "text", "participant", "layout", "source", "frames", "fps")
+# Where the sample came from (the store's provenance columns; null when the store does not know).
+PROVENANCE_FIELDS = ("source_file", "width", "height", "depth", "units", "extractor", "extractor_version",
+                     "extractor_settings")
 
 
 class ShardError(SltdataError):
@@ -113,9 +116,9 @@ def entry_path_problems(entry: dict) -> list[str]:
 
 
 def sample_record(meta: dict, split: str) -> dict:
-    """A sample's ``KEY.json`` (DESIGN.md's shard contract, plus fps) from a store metadata row; the
+    """A sample's ``KEY.json`` (DESIGN.md's shard contract, plus fps and provenance) from a store metadata row; the
     HF export's rows carry the same fields."""
-    return {**{f: meta[f] for f in SAMPLE_FIELDS}, "fold": split}
+    return {**{f: meta[f] for f in SAMPLE_FIELDS}, **{f: meta.get(f) for f in PROVENANCE_FIELDS}, "fold": split}
 
 
 def index_path(path: str | Path) -> Path:

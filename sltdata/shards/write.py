@@ -253,6 +253,7 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
     pipelines, cfg = {}, None
     if transform is not None:
         from sltdata.transforms import build_pipeline, load_transform_config
+        from sltdata.transforms.pipeline import frame_size
 
         cfg = load_transform_config(transform)
 
@@ -282,7 +283,7 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
                 else:
                     if m["layout"] not in pipelines:
                         pipelines[m["layout"]] = build_pipeline(cfg, layout=store.layout(m["layout"]))
-                    features, mask = pipelines[m["layout"]](lm, rng=None, train=False)
+                    features, mask = pipelines[m["layout"]](lm, rng=None, train=False, **frame_size(m))
                     features = np.ascontiguousarray(features, dtype=np.float32)
                     mask = np.ascontiguousarray(mask, dtype=bool)
                     members = [(f"{safe}.{LANDMARKS_MEMBER}", [npy_header(features), features.data]),

@@ -12,6 +12,7 @@ import importlib
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import MappingProxyType
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -63,6 +64,11 @@ class Source(ABC):
         points at it with that reason.
         """
 
+
+# Provenance of Google's Kaggle landmark files (asl-signs, asl-fingerspelling): MediaPipe Holistic
+# output as it gives it, x/y in [0, 1] of the frame; the competitions publish no frame size, fps or
+# MediaPipe version, so those stay unknown (None).
+KAGGLE_PROVENANCE = MappingProxyType({"units": "normalized", "extractor": "mediapipe-holistic"})
 
 # How a normalized source's plausibility bound is named in a reject reason.
 NORMALIZED_LIMIT = ", the recipe's max_abs_coordinate for normalized coordinates"

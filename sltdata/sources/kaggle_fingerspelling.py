@@ -9,6 +9,7 @@ order reads the same. Manifest: ``train.csv`` / ``supplemental_metadata.csv`` wi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +22,8 @@ from sltdata.errors import SourceError
 from sltdata.layouts import HOLISTIC_543, KAGGLE_COMPONENTS
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
-from sltdata.sources import NORMALIZED_LIMIT, Source, check_frame_numbers, coordinate_problem, register_source
+from sltdata.sources import (KAGGLE_PROVENANCE, NORMALIZED_LIMIT, Source, check_frame_numbers, coordinate_problem,
+                             register_source)
 from sltdata.store import Reject
 
 SEQUENCE_COLUMN = "sequence_id"
@@ -174,4 +176,4 @@ class KaggleFingerspelling(Source):
             elif problem := coordinate_problem(lm, self.max_abs_coordinate, NORMALIZED_LIMIT):
                 yield r.reject(problem, file=r.path)
             else:
-                yield r.sequence(lm, self.recipe.layout, self.name, self.recipe.fps)
+                yield replace(r.sequence(lm, self.recipe.layout, self.name, self.recipe.fps), **KAGGLE_PROVENANCE)

@@ -8,6 +8,7 @@ the frame numbers, and points by (type, landmark_index), so an unsorted file rea
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +21,8 @@ from sltdata.errors import SourceError
 from sltdata.layouts import HOLISTIC_543, KAGGLE_COMPONENTS
 from sltdata.manifest import ManifestRow
 from sltdata.sequence import Sequence
-from sltdata.sources import NORMALIZED_LIMIT, Source, check_frame_numbers, coordinate_problem, register_source
+from sltdata.sources import (KAGGLE_PROVENANCE, NORMALIZED_LIMIT, Source, check_frame_numbers, coordinate_problem,
+                             register_source)
 from sltdata.store import Reject
 
 _READ = ("frame", "type", "landmark_index", "x", "y", "z")
@@ -117,4 +119,4 @@ class KaggleISLR(Source):
             if problem:
                 yield r.reject(problem, file=r.path)
                 continue
-            yield r.sequence(landmarks, self.recipe.layout, self.name, self.recipe.fps)
+            yield replace(r.sequence(landmarks, self.recipe.layout, self.name, self.recipe.fps), **KAGGLE_PROVENANCE)

@@ -44,8 +44,16 @@ DROP_FRAMES = get_args(DropFrames)
 MOTIONS = ("velocity", "acceleration", "lag2")
 
 
+Units = Literal["as-stored", "normalized"]
+UNITS = get_args(Units)
+
+
 @dataclass(frozen=True)
 class NormalizeConfig:
+    # "normalized": a pixel-space sequence (units: pixels, e.g. pose-format holistic) gets x / width and
+    # y / height of its stored frame size first, so it lands in Kaggle's [0, 1] space; z is left alone
+    # (pose-format keeps MediaPipe's z unscaled). "as-stored": coordinates as the store holds them.
+    units: Units = "as-stored"
     center: str = "nose"  # sequence-level reference subtracted from every point (see CENTERS)
     scale: Scale = "std"  # divide by the std of all valid x/y around the centre, or shoulder width
     drop_z: bool = True  # keep x, y only

@@ -2,6 +2,8 @@
 
 The order (documented because it changes results):
 
+ 0. units: x / width, y / height when ``normalize.units: normalized`` and the sample is in pixels
+    (the caller passes the stored frame size: ``frame_size(meta)``)
  1. select the preset's points (plus any reference points normalization needs), drop z if asked
  2. drop frames (none / with no selected point detected / with no hand detected)
  3. fill short gaps of missing points by linear interpolation
@@ -41,6 +43,14 @@ def sample_rng(seed: int, key: str, epoch: int = 0) -> np.random.Generator:
     seed = int(seed) % 2**64
     entropy = [seed & 0xFFFFFFFF, seed >> 32, int(epoch) % 2**32, *map(int, words)]
     return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def frame_size(meta: dict) -> dict:
+    """``width``/``height`` keyword arguments for a pipeline call from a sample's metadata (a shard
+    ``KEY.json`` or a store row): the stored size when the sample is in pixels, else nothing."""
+    if meta.get("units") == "pixels" and meta.get("width") and meta.get("height"):
+        return {"width": int(meta["width"]), "height": int(meta["height"])}
+    return {}
 
 
 class Pipeline:
@@ -101,8 +111,9 @@ class Pipeline:
         return self.feature_layout.dim
 
     def __call__(self, landmarks: np.ndarray, rng: np.random.Generator | None = None,
-                 train: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        features, mask, _ = self.run(landmarks, rng, train)
+                 train: bool = False, width: int | None = None,
+                 height: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        features, mask, _ = self.run(landmarks, rng, train, width=width, height=height)
         return features, mask
 
     def gather(self, landmarks: np.ndarray) -> np.ndarray:
@@ -128,10 +139,13 @@ class Pipeline:
         return np.ones(landmarks.shape[0], bool)
 
     def run(self, landmarks: np.ndarray, rng: np.random.Generator | None = None, train: bool = False,
-            draw: ops.AugmentDraw | None = None) -> tuple[np.ndarray, np.ndarray, ops.AugmentDraw | None]:
+            draw: ops.AugmentDraw | None = None, width: int | None = None,
+            height: int | None = None) -> tuple[np.ndarray, np.ndarray, ops.AugmentDraw | None]:
         """Like ``__call__``, also returning the augmentation draw used (to replay it elsewhere).
 
-        ``draw`` replays a given draw instead of drawing from ``rng``.
+        ``draw`` replays a given draw instead of drawing from ``rng``. ``width``/``height``: the frame
+        size of a pixel-space sample (``frame_size(meta)``); with ``normalize.units: normalized`` x and
+        y are divided by them first. Without them the coordinates are taken as already normalized.
         """
         cfg = self.cfg
         if landmarks.ndim != 3 or landmarks.shape[1] != self.layout.num_points:
@@ -139,6 +153,9 @@ class Pipeline:
                               f"(frames, {self.layout.num_points}, 3)")
         landmarks = np.ascontiguousarray(landmarks)
         x = self.gather(landmarks)
+        if cfg.normalize.units == "normalized" and width and height:
+            x[0] /= np.float32(width)
+            x[1] /= np.float32(height)
         x = ops.drop_frames(x, self.frames_to_keep(landmarks, x))
         x = ops.fill_gaps(x, cfg.temporal.fill_gaps)
 
