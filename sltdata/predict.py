@@ -49,6 +49,7 @@ class Item:
     layout: Layout | None = None
     features: np.ndarray | None = None  # float32 (frames, D), already transformed
     mask: np.ndarray | None = None  # bool (frames,)
+    window: tuple[int, int] | None = None  # [start, end) frames of ``key`` this item covers (--window)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,25 @@ def read_inputs(inputs: Iterable[str | Path], *, split: str | None = None, keys:
         videos.close()
 
 
+def windows(stream: Iterable[Item | Failure], size: int) -> Iterator[Item | Failure]:
+    """Each sequence cut into consecutive, non-overlapping windows of ``size`` frames (the last may be
+    shorter), for predicting the signs of one long sequence in order. Raw frames are cut, before
+    the pipeline, so each window is preprocessed as a clip of its own would be."""
+    if size < 1:
+        raise ConfigError("--window must be at least 1 frame")
+    for x in stream:
+        if isinstance(x, Failure):
+            yield x
+            continue
+        frames = len(x.landmarks if x.landmarks is not None else x.features)
+        for start in range(0, max(frames, 1), size):
+            end = min(start + size, frames)
+            cut = slice(start, end)
+            yield Item(x.input, x.key, landmarks=None if x.landmarks is None else x.landmarks[cut], layout=x.layout,
+                       features=None if x.features is None else x.features[cut],
+                       mask=None if x.mask is None else x.mask[cut], window=(start, end))
+
+
 # --- predicting ---------------------------------------------------------------------------------
 
 class Predictor:
@@ -303,17 +323,18 @@ class Predictor:
 
         out = self.outputs(items)
         records = []
+        where = [{} if it.window is None else {"frames": list(it.window)} for it in items]
         if "logits" in out:
             probs = torch.softmax(out["logits"].float(), dim=-1).cpu()
             k = min(top_k, probs.shape[-1])
             scores, ids = probs.topk(k, dim=-1)
             names = self.info.class_names
-            for it, s, i in zip(items, scores.tolist(), ids.tolist()):
-                records.append({"input": it.input, "key": it.key,
+            for it, w, s, i in zip(items, where, scores.tolist(), ids.tolist()):
+                records.append({"input": it.input, "key": it.key, **w,
                                 "predictions": [{"label": names[c], "score": float(p)} for c, p in zip(i, s)]})
         elif "prediction" in out:
-            for it, text in zip(items, out["prediction"]):
-                records.append({"input": it.input, "key": it.key, "text": text})
+            for it, w, text in zip(items, where, out["prediction"]):
+                records.append({"input": it.input, "key": it.key, **w, "text": text})
         else:
             raise ConfigError(f"trainer {self.trainer.name!r}: its predict gives neither logits nor a text prediction")
         return records
@@ -354,19 +375,21 @@ class Predictor:
         return result
 
     def predict(self, inputs: Iterable[str | Path], *, top_k: int = DEFAULT_TOP_K, split: str | None = None,
-                keys: list[str] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                keys: list[str] | None = None, batch_size: int = DEFAULT_BATCH_SIZE, window: int | None = None,
                 progress: Callable[[int], None] | None = None,
                 on_failure: Callable[[Failure], None] | None = None) -> Predictions:
         stream = read_inputs(inputs, split=split, keys=keys, transform=self.transform)
+        if window is not None:
+            stream = windows(stream, window)
         return self.run(stream, top_k=top_k, batch_size=batch_size, progress=progress, on_failure=on_failure)
 
 
 def predict(run_dir: str | Path, inputs: Iterable[str | Path], *, top_k: int = DEFAULT_TOP_K,
             checkpoint: str = "best", split: str | None = None, keys: list[str] | None = None,
-            batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto",
+            batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", window: int | None = None,
             progress: Callable[[int], None] | None = None,
             on_failure: Callable[[Failure], None] | None = None) -> Predictions:
     """What ``sltdata predict`` does: records for every sequence of ``inputs``, failures beside them."""
     return Predictor(run_dir, checkpoint, device).predict(
-        inputs, top_k=top_k, split=split, keys=keys, batch_size=batch_size, progress=progress,
+        inputs, top_k=top_k, split=split, keys=keys, batch_size=batch_size, window=window, progress=progress,
         on_failure=on_failure)

@@ -68,6 +68,10 @@ def predict(
     keys: Optional[str] = typer.Option(None, help="Stores and shard directories: only these keys (comma-separated)."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per forward pass."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    compose: Optional[str] = typer.Option(None, "--compose", help="Turn the predicted signs into a sentence with "
+                                          "this local seq2seq / causal LM (path or cached hub name)."),
+    window: Optional[int] = typer.Option(None, "--window", min=1, help="Predict a sign per window of N frames of "
+                                         "each sequence (with --compose: one sentence per sequence)."),
 ):
     """Predict signs (or text) for new inputs with a run's own preprocessing and label map.
 
@@ -75,13 +79,18 @@ def predict(
     sequence failed, 0 when all were predicted (2 for a bad run or option, as every command)."""
     from sltdata.predict import predict as run_predict
 
+    composer = None
+    if compose is not None:
+        from sltdata.compose import load_composer
+
+        composer = load_composer(compose)  # before the work: a missing model is one line, at once
     bar = Progress(TextColumn("predict"), BarColumn(), TextColumn("{task.completed} sequences"),
                    TimeElapsedColumn(), console=console, transient=True)
     with bar:
         task = bar.add_task("", total=None)
         result = run_predict(
             run, inputs, top_k=top_k, checkpoint=checkpoint, split=split, keys=_split_keys(keys),
-            batch_size=batch_size, device=device, progress=lambda n: bar.advance(task, n),
+            batch_size=batch_size, device=device, window=window, progress=lambda n: bar.advance(task, n),
             on_failure=lambda f: console.print(f"[bold red]failed:[/] {escape(str(f))}", highlight=False,
                                                soft_wrap=True))
     if as_json:
@@ -91,6 +100,31 @@ def predict(
         Console().print(_table(result.records))
     if out is not None:
         write_csv(result.records, out)
+    if composer is not None and result.records:
+        from sltdata.compose import compose_records
+
+        for c in compose_records(result.records, composer, by_key=window is not None):
+            if as_json:
+                typer.echo(json.dumps(c, ensure_ascii=False))
+            else:
+                typer.echo(f"{' '.join(c['glosses'])} -> {c['sentence']}")
     if result.failures:
         console.print(f"{len(result.records)} predicted, {len(result.failures)} failed", highlight=False)
         raise typer.Exit(1)
+
+
+@app.command(name="compose")
+def compose_cmd(
+    glosses: str = typer.Argument(..., help='Signs in order, space-separated: "ME GO STORE".'),
+    model: str = typer.Option(..., "--model", "-m", help="Local seq2seq / causal LM directory or cached hub name "
+                                                        "(e.g. google/flan-t5-base); nothing is downloaded."),
+    max_new_tokens: int = typer.Option(40, "--max-new-tokens", min=1, help="Longest sentence, in tokens."),
+    show_prompt: bool = typer.Option(False, "--show-prompt", help="Print the prompt the model is given first."),
+):
+    """Turn a sequence of sign glosses into a sentence with an instruction-tuned language model."""
+    from sltdata.compose import load_composer, make_prompt
+
+    signs = glosses.split()
+    if show_prompt:
+        typer.echo(make_prompt(signs))
+    typer.echo(load_composer(model, max_new_tokens=max_new_tokens).compose(signs))
