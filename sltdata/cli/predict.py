@@ -128,3 +128,20 @@ def compose_cmd(
     if show_prompt:
         typer.echo(make_prompt(signs))
     typer.echo(load_composer(model, max_new_tokens=max_new_tokens).compose(signs))
+
+
+@app.command(name="app")
+def app_cmd(
+    run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
+    port: int = typer.Option(7860, "--port", "-p", help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
+    compose: Optional[str] = typer.Option(None, "--compose", help="Local LM that turns the signs into a sentence."),
+    store: Optional[Path] = typer.Option(None, "--store", help="A sequence store whose keys the page offers."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+):
+    """Start a local web demo: upload a video or .pose, see the skeleton, the top-5 signs and a sentence."""
+    from sltdata.app import serve
+
+    console.print(f"sltdata app on http://{host}:{port}  (Ctrl+C stops it)", highlight=False)
+    serve(run, host=host, port=port, checkpoint=checkpoint, device=device, compose=compose, store=store)
