@@ -108,13 +108,21 @@ def register_source(cls: type[Source]) -> type[Source]:
     return cls
 
 
+_LOADED = False
+
+
 def _load() -> None:
-    if _SOURCES:
+    """Register the built-in and entry-point sources once. A flag, not ``if _SOURCES``: importing one
+    source module directly (``predict`` reads ISLR parquets with its reader) registers that source
+    alone, and the others must still load."""
+    global _LOADED
+    if _LOADED:
         return
     for mod in _BUILTIN:
         importlib.import_module(mod)
     for ep in entry_points(group="sltdata.sources"):
         register_source(ep.load())
+    _LOADED = True
 
 
 def get_source(name: str) -> type[Source]:
