@@ -182,6 +182,7 @@ class CTCTrainer(Trainer):
     target = "text"
     monitor = "score"
     monitor_mode = "max"
+    export_formats = ("onnx",)
     configs_dir = CONFIGS_DIR
 
     def build(self, cfg: CTCConfig, info: DatasetInfo) -> nn.Module:
@@ -246,6 +247,14 @@ class CTCTrainer(Trainer):
         for r, p in list(zip(outputs["reference"], outputs["prediction"]))[:10]:
             log.info("ref %-32r pred %r", r, p)
         return [path]
+
+    def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: CTCConfig) -> Path:
+        """ONNX on raw landmarks -> per-frame log-probabilities of the real frames (blank last); the
+        character map is in the metadata. Decoding (greedy or beam + LM) stays outside the graph."""
+        if format != "onnx":
+            return super().export(model, info, path, format, cfg)
+        from sltdata.train.export import export_raw_onnx
+        return export_raw_onnx(model, info, path, output="log_probs", trainer=self.name)
 
     def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
         """The character map as the competition ships it, beside the run (blank = the next id)."""
