@@ -120,7 +120,12 @@ class RawInputModel(nn.Module):
         self.head = head
 
     def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
-        return self.head(self.model(*self.preprocess(landmarks)))
+        features, mask = self.preprocess(landmarks)
+        # Real frames never outnumber the input's, so the model runs on at most that many: the rest
+        # is masked padding, which the trainers' models ignore (their tests check it), and a short
+        # sequence costs a short forward instead of one over max_length frames.
+        frames = landmarks.shape[0]
+        return self.head(self.model(features[:, :frames], mask[:, :frames]))
 
 
 def raw_metadata(info: DatasetInfo, trainer: str, output: str) -> dict[str, str]:
