@@ -202,6 +202,7 @@ class CTCTrainer(Trainer):
     target = "text"
     monitor = "score"
     monitor_mode = "max"
+    export_formats = ("onnx",)
     configs_dir = CONFIGS_DIR
 
     def build(self, cfg: CTCConfig, info: DatasetInfo) -> nn.Module:
@@ -291,10 +292,15 @@ class CTCTrainer(Trainer):
         return [path]
 
     def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: CTCConfig) -> Path:
+        """ONNX on raw landmarks -> per-frame log-probabilities of the real frames (blank last); the
+        character map is in the metadata. Decoding (greedy or beam + LM) stays outside the graph."""
         if cfg.decoder == "joint":
             raise ConfigError(f"a model.decoder: joint run cannot be exported to {format}: its attention decoder "
                               "runs a beam search loop, not a graph (train with decoder: greedy or beam to export)")
-        return super().export(model, info, path, format, cfg)
+        if format != "onnx":
+            return super().export(model, info, path, format, cfg)
+        from sltdata.train.export import export_raw_onnx
+        return export_raw_onnx(model, info, path, output="log_probs", trainer=self.name)
 
     def save_artifacts(self, info: DatasetInfo, run_dir: Path) -> None:
         """The character map as the competition ships it, beside the run (blank = the next id)."""

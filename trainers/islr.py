@@ -229,8 +229,8 @@ class ISLRTrainer(Trainer):
     def export(self, model: nn.Module, info: DatasetInfo, path: Path, format: str, cfg: ISLRConfig) -> Path:
         if format != "onnx":
             return super().export(model, info, path, format, cfg)
-        from sltdata.train.export import export_onnx
-        return export_onnx(model, info, path)
+        from sltdata.train.export import export_raw_onnx
+        return export_raw_onnx(model, info, path, output="logits", trainer=self.name)
 
 
 def classification_metrics(logits: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:

@@ -134,11 +134,17 @@ def export(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default RUN/model.FORMAT)."),
     checkpoint: str = typer.Option("best", help="best or last."),
 ):
-    """Export a run's model; ONNX exports are checked against PyTorch with onnxruntime when installed."""
+    """Export a run's model. ONNX: islr and ctc models take raw landmarks (frames, 543, 3) with NaN,
+    preprocessing inside the graph, maps in the metadata; checked against PyTorch with onnxruntime
+    (when installed) on raw sequences of 1, a few, max_length and more frames."""
     from sltdata.train.runs import export_run
 
     path, diff = export_run(run, format=format, out=out, checkpoint=checkpoint)
-    check = "" if diff is None else f" (onnxruntime max |logit diff| {diff:.2e})"
+    check = ""
+    if diff is not None:
+        from sltdata.train.export import read_metadata
+        on = " on raw landmarks" if read_metadata(path).get("input") == "landmarks" else ""
+        check = f" (onnxruntime vs PyTorch{on}: max |diff| {diff:.2e})"
     typer.echo(f"wrote {path}{check}")
 
 

@@ -134,13 +134,15 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
 
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,
                checkpoint: str = "best") -> tuple[Path, float | None]:
-    """Export a run's model; for ONNX also returns the max logit difference against PyTorch."""
+    """Export a run's model; for ONNX also returns the max output difference between onnxruntime
+    and PyTorch (for a raw-input model: on raw sequences of 1, short, max_length and longer frames,
+    against the run's NumPy pipeline + model, the path ``predict`` takes)."""
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
     path = Path(out) if out else Path(run_dir) / f"model.{format}"
     path = trainer.export(model, info, path, format, cfg.model)
     diff = None
     if format == "onnx":
-        from sltdata.train.export import check_onnx
+        from sltdata.train.export import check_exported
         with torch.no_grad():
-            diff = check_onnx(model, info, path)
+            diff = check_exported(model, info, path)
     return path, diff

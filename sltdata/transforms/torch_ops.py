@@ -84,10 +84,13 @@ def _masked_mean(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sums / count.clamp(min=1)[:, None], count
 
 
-def _interpolate(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _interpolate(x: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+                 out_t: int | None = None) -> torch.Tensor:
     """Per-sample linear resampling along T from ``lengths`` to ``targets`` frames (align corners);
-    frames past a sample's target are NaN. Mirrors numpy_ops.interpolate_frames."""
-    out_t = int(targets.max()) if targets.numel() else 0
+    frames past a sample's target are NaN. Mirrors numpy_ops.interpolate_frames. ``out_t`` fixes the
+    output width (an exported graph cannot read it from the data); frames from a target on are NaN."""
+    if out_t is None:
+        out_t = int(targets.max()) if targets.numel() else 0
     j = torch.arange(out_t, device=x.device, dtype=torch.float64)[None, :]
     n = lengths.to(torch.float64)[:, None]
     pos = j * (n - 1) / (targets.to(torch.float64)[:, None] - 1).clamp(min=1)
@@ -125,6 +128,15 @@ def _crop(x: torch.Tensor, lengths: torch.Tensor, m: int, params: dict[str, torc
     start = torch.where(on.to(x.device) & (lengths > m), start, 0)
     idx = start[:, None] + torch.arange(m, device=x.device)[None, :]
     return _gather_frames(x, idx)
+
+
+def _kept_first(keep: torch.Tensor) -> torch.Tensor:
+    """Frame order (B, T, ...) putting the kept frames first, in their order, along dim 1: a stable
+    argsort of ``~keep``, written as a sort of distinct keys so that any sort (ONNX TopK) gives the same."""
+    t = keep.shape[1]
+    frame = torch.arange(t, device=keep.device).reshape(1, t, *([1] * (keep.dim() - 2)))
+    key = (~keep).long() * t + frame
+    return torch.argsort(key, dim=1)
 
 
 class BatchAugment:
@@ -280,7 +292,7 @@ class BatchAugment:
         keep = mask & ok
         keep = torch.where(keep.any(1, keepdim=True), keep, mask)
         lengths = keep.sum(1)
-        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+        order = _kept_first(keep)
         x = _gather_frames(x, order)
         x = x.masked_fill((torch.arange(t, device=dev)[None, :] >= lengths[:, None])[:, None, :, None], NAN)
         # 3. fill short gaps
@@ -324,8 +336,14 @@ class BatchAugment:
         b, c, t, k = x.shape
         valid = ~torch.isnan(x[:, 0])  # (B, T, K)
         idx = torch.arange(t, device=x.device)[None, :, None].expand(b, t, k)
-        prev = torch.where(valid, idx, -1).cummax(1).values
-        nxt = torch.where(valid, idx, t).flip(1).cummin(1).values.flip(1)
+        # The nearest valid frame at or before / at or after each frame, for every point: the valid
+        # frames in order (a sort, not cummax, which ONNX lacks), indexed by running counts.
+        ordered = _kept_first(valid)                  # per point: its valid frames first, in order
+        seen = valid.long().cumsum(1)                 # valid frames up to and including t
+        total = seen[:, -1:]
+        prev = torch.where(seen > 0, ordered.gather(1, (seen - 1).clamp(min=0)), -1)
+        before = seen - valid.long()                  # valid frames strictly before t
+        nxt = torch.where(before < total, ordered.gather(1, before.clamp(max=t - 1)), t)
         fill = ~valid & (prev >= 0) & (nxt < t) & (nxt - prev - 1 <= max_gap)
         pi, qi = prev.clamp(0, t - 1), nxt.clamp(0, t - 1)
         w = ((idx - prev).double() / (nxt - prev).clamp(min=1).double()).float()[:, None]
@@ -402,15 +420,21 @@ class BatchAugment:
         hidden = _fit_frames(params["hidden"], frames, False)
         return x.masked_fill(hidden[:, None, :, None], NAN)
 
-    def _features(self, x: torch.Tensor, lengths: torch.Tensor, out: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, T', D) and mask; ``out`` is a zeroed (B, max_length, parts, C, K) buffer to fill."""
+    def _features(self, x: torch.Tensor, lengths: torch.Tensor, out: torch.Tensor | None = None,
+                  all_frames: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (B, T', D) and mask; ``out`` is a zeroed (B, max_length, parts, C, K) buffer to fill.
+        ``all_frames``: T' is x's own T (frames past a length are zero and masked), not read from
+        the data, as a graph with a dynamic frame axis needs."""
         cfg = self.cfg
         b, c, t, k = x.shape
         tt = torch.arange(t, device=x.device)[None, :]
         m = cfg.max_length
-        out_t = m if (m is not None and cfg.temporal.pad) else (int(lengths.max()) if b else 0)
         kinds = cfg.motion
+        if all_frames:
+            out_t = t
+            out = x.new_zeros(b, t, 1 + len(kinds), c, k)
+        else:
+            out_t = m if (m is not None and cfg.temporal.pad) else (int(lengths.max()) if b else 0)
         # One output buffer written in place: (B, T, parts, C, K) is (B, T, D) in the NumPy order.
         if out is None:
             out = x.new_zeros(b, max(out_t, t), 1 + len(kinds), c, k)
@@ -439,4 +463,59 @@ class BatchAugment:
         return out[:, :out_t].reshape(b, out_t, -1), out_mask[:, :out_t].contiguous()
 
 
-__all__ = ["BatchAugment", "stack_draws"]
+class RawPreprocess(torch.nn.Module):
+    """Eval-mode preprocessing of one raw sequence, written for a graph with a dynamic frame axis
+    (ONNX export): ``landmarks (frames, P, 3)`` float32, NaN = undetected, as Kaggle's evaluation
+    API gives them -> ``features (1, T, D), mask (1, T)``.
+
+    It runs BatchAugment's own steps (no copy of the arithmetic) with every width fixed by the config
+    rather than read from the data: frame dropping moves the kept frames first and masks the rest;
+    the length step always resamples to ``max_length`` output frames, which is the identity (weight
+    0) for a sequence that fits and a linear resize or a crop for a longer one; without a
+    ``max_length``, T is ``frames + 2`` (two masked frames keep the motion steps free of branches on
+    the frame count). So T differs from the NumPy pipeline's only in masked, zero padding, which the
+    trainers' models ignore by construction. Zeros are data here (the raw input has NaN), as in NumPy.
+    """
+
+    def __init__(self, cfg: TransformConfig | dict | str | None = None, layout: str | Layout | None = None):
+        super().__init__()
+        self.aug = BatchAugment(cfg, layout, zeros_are_missing=False)
+        self.cfg, self.pipe = self.aug.cfg, self.aug.pipe
+
+    def forward(self, landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        aug, cfg, p = self.aug, self.cfg, self.pipe
+        lm = landmarks[None].float()                                  # (1, F, P, 3)
+        t = lm.shape[1]
+        # 1. the working points, coordinate-major (1, C, F, K)
+        x = lm.index_select(2, aug._work)[..., :p.coords].permute(0, 3, 1, 2).contiguous()
+        n_sel = p.n_selected
+        # 2. drop frames (none dropped when none would be kept, as in NumPy)
+        mode = cfg.temporal.drop_frames
+        if mode == "empty":
+            ok = ~torch.isnan(x[:, 0, :, :n_sel]).all(-1)
+        elif mode == "handless":
+            ok = ~torch.isnan(lm.index_select(2, aug._hands)[..., 0]).all(-1)
+        else:
+            ok = torch.ones_like(x[:, 0, :, 0], dtype=torch.bool)
+        keep = ok | ~ok.any(1, keepdim=True)
+        lengths = keep.sum(1)
+        x = _gather_frames(x, _kept_first(keep))
+        x = x.masked_fill((torch.arange(t)[None, :] >= lengths[:, None])[:, None, :, None], NAN)
+        # 3. fill short gaps (a gap needs frames on both sides: nothing to do below 3 frames)
+        if cfg.temporal.fill_gaps > 0:
+            x = aug._fill_gaps(x, cfg.temporal.fill_gaps)
+        # 5. normalize (no augmentation in eval mode, so no step 4)
+        x = aug._normalize(x)[..., :n_sel]
+        # 6. fit the length to max_length output frames: resize, crop, or the identity
+        m = cfg.max_length
+        if m is None:
+            x = torch.cat([x, x.new_full((*x.shape[:2], 2, x.shape[3]), NAN)], 2)
+        else:
+            targets = lengths.clamp(max=m)
+            x = _interpolate(x, lengths if cfg.temporal.resize else targets, targets, out_t=m)
+            lengths = targets
+        # 11-12. motion features, NaN -> 0, mask
+        return aug._features(x, lengths, all_frames=True)
+
+
+__all__ = ["BatchAugment", "RawPreprocess", "stack_draws"]
