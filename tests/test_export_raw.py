@@ -106,6 +106,22 @@ def test_raw_preprocess_equals_the_numpy_pipeline_on_real_sequences(real_sequenc
         assert not got[0, n:].any()                       # the extra frames are zero padding
 
 
+@pytest.mark.parametrize("handedness", ["right", "left"])
+def test_raw_preprocess_mirrors_by_handedness_as_the_numpy_pipeline_does(real_sequences, handedness):
+    cfg = {"preset": "hands", "max_length": 32, "augment": False, "normalize": {"handedness": handedness}}
+    pipe, pre = build_pipeline(cfg), RawPreprocess(cfg)
+    mirrored = set()
+    for lm in real_sequences:
+        for hide in (slice(468, 489), slice(522, 543)):  # no left hand, then no right hand
+            one_handed = lm.copy()
+            one_handed[:, hide] = np.nan
+            want, _ = pipe(one_handed)
+            got, _ = pre(torch.from_numpy(one_handed))
+            assert np.array_equal(got[0, :len(want)].numpy(), want)
+            mirrored.add(pipe.mirrored(one_handed))
+    assert mirrored == {True, False}  # both branches of the rule were compared
+
+
 # --- islr ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["one", "short", "max_length", "longer", "longer_with_empty_frames"])

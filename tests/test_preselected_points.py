@@ -68,3 +68,18 @@ def test_trainer_data_sends_only_input_points_when_augmenting_on_device(islr_sto
     got = data.to_device(pre, torch.device("cpu"), torch.Generator().manual_seed(1), train=True)
     want, _ = BatchAugment(data.tcfg)(raw["landmarks"], raw["mask"], torch.Generator().manual_seed(1), train=True)
     assert torch.equal(got["features"], want)
+
+
+def test_unit_conversion_keeps_the_augmentations_in_the_loader(islr_store, tmp_path):
+    # the batched path has no per-sample frame size, so normalize.units runs in the loader's NumPy path
+    from sltdata.errors import ConfigError
+    from sltdata.testing.train import tiny_islr_config
+    from sltdata.train.config import load_config
+    from sltdata.train.data import ShardData
+
+    write_shards(islr_store, tmp_path / "shards", folds=2)
+    units = ["data.val_fold=0", "transforms.normalize.units=normalized"]
+    with pytest.raises(ConfigError, match="augment_on: device cannot convert units"):
+        ShardData(tmp_path / "shards", load_config(tiny_islr_config(), ["data.augment_on=device", *units]), "label")
+    auto = ShardData(tmp_path / "shards", load_config(tiny_islr_config(), ["data.augment_on=auto", *units]), "label")
+    assert not auto.device_aug and auto.loader_transforms is auto.tcfg and auto.points is None

@@ -112,6 +112,13 @@ class ShardData:
             # loader workers is faster (benchmarks/train_islr.py), so "auto" picks by device.
             self.device_aug = cfg.data.augment_on == "device" or (
                 cfg.data.augment_on == "auto" and _runs_on_cuda(cfg.train.device))
+            if self.device_aug and self.tcfg.normalize.units != "as-stored":
+                # the batched path has no per-sample frame size; the loader's NumPy path reads it from
+                # each sample's metadata, so the unit conversion runs there
+                if cfg.data.augment_on == "device":
+                    raise ConfigError("data.augment_on: device cannot convert units (normalize.units: "
+                                      f"{self.tcfg.normalize.units}); use augment_on: loader or auto")
+                self.device_aug = False
             self.loader_transforms = None if self.device_aug else self.tcfg
         pipe = build_pipeline(self.tcfg, layout=self.layout_def)
         # With batched device augmentation the loader sends only the points the pipeline reads.

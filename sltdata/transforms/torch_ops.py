@@ -389,6 +389,10 @@ class BatchAugment:
         """x -> -x with left/right points swapped, for the samples where ``which`` (B,) is True."""
         if not bool(which.any()):
             return x
+        return self._mirror_where(x, which)
+
+    def _mirror_where(self, x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """``_mirror`` without the data-dependent shortcut, so it traces into a graph (ONNX export)."""
         xf = x[..., self._flip].clone()
         xf[:, 0] = -xf[:, 0]
         return torch.where(which[:, None, None, None], xf, x)
@@ -504,8 +508,12 @@ class RawPreprocess(torch.nn.Module):
         # 3. fill short gaps (a gap needs frames on both sides: nothing to do below 3 frames)
         if cfg.temporal.fill_gaps > 0:
             x = aug._fill_gaps(x, cfg.temporal.fill_gaps)
-        # 5. normalize (no augmentation in eval mode, so no step 4)
+        # 5. normalize (no augmentation in eval mode, so no step 4), then mirror a sequence whose other
+        # hand dominates (normalize.handedness; counted on the input frames, as in NumPy)
         x = aug._normalize(x)[..., :n_sel]
+        if aug._sides:
+            seen = [(~torch.isnan(lm.index_select(2, idx)[..., 0])).any(-1).sum(1) for idx in aug._sides]
+            x = aug._mirror_where(x, seen[0] > seen[1] if cfg.normalize.handedness == "right" else seen[1] > seen[0])
         # 6. fit the length to max_length output frames: resize, crop, or the identity
         m = cfg.max_length
         if m is None:
