@@ -72,11 +72,11 @@ def val_logits(run: Path, shards: Path) -> tuple[np.ndarray, np.ndarray]:
     from sltdata.train.loop import evaluate
     from sltdata.train.runs import load_run
 
+    import torch
+
     trainer, cfg, info, model = load_run(run)
     data = ShardData(shards, cfg, trainer.target)
     data.use_run_maps(info, trainer.target)
-    import torch
-
     _, outputs = evaluate(trainer, model, data, "val", cfg, torch.device("cpu"))
     return outputs["logits"].numpy(), outputs["target"].numpy()
 
@@ -96,7 +96,7 @@ def majority_accuracy(shards: Path, val_fold: int = 0) -> tuple[float, float]:
 
 
 def run_variants(shards: Path, work: Path, variants: dict[str, list[str]], seeds: list[int], config: str,
-                 base: list[str], log=print) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+                 base: list[str], log=lambda line: print(line, flush=True)) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Train every variant with every seed; {variant: [(logits, targets) per seed]}."""
     from sltdata.train.runs import train
 
@@ -134,9 +134,6 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("recipe-bench"))
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     sequences = args.sequences or args.classes * args.participants
     shutil.rmtree(args.work, ignore_errors=True)
     t0 = time.perf_counter()

@@ -26,6 +26,7 @@ import numpy as np
 
 from sltdata.errors import ConfigError
 from sltdata.layouts import HOLISTIC_543
+from sltdata.synth_real import TEMPLATE, hand_points  # noqa: F401  (hand_points: part of this module's API)
 
 FORMATS = ("kaggle-islr", "kaggle-fingerspelling", "pose")
 
@@ -43,49 +44,7 @@ SIGN_WORDS = ("book", "drink", "computer", "before", "chair", "go", "clothes", "
 REALISM = ("real", "easy")
 
 _OFF = HOLISTIC_543.offsets
-_FINGER_ANGLES = np.deg2rad([-60.0, -25.0, 0.0, 20.0, 40.0])
-_SEGMENTS = np.array([0.035, 0.03, 0.022, 0.018])
-
-
-def _template() -> np.ndarray:
-    """A fixed neutral holistic-543 frame in image coordinates (x right, y down, 0..1)."""
-    rng = np.random.default_rng(0)
-    frame = np.zeros((HOLISTIC_543.num_points, 3), dtype=np.float64)
-    angle = rng.uniform(0, 2 * np.pi, 468)
-    radius = np.sqrt(rng.uniform(0, 1, 468))
-    frame[:468, 0] = 0.5 + 0.08 * radius * np.cos(angle)
-    frame[:468, 1] = 0.28 + 0.11 * radius * np.sin(angle)
-    frame[:468, 2] = rng.normal(0, 0.02, 468)
-    pose = np.zeros((33, 3))
-    pose[:11, :2] = [0.5, 0.27] + rng.normal(0, 0.03, (11, 2))  # face points of the pose model
-    # MediaPipe's LEFT is the signer's left, which is image right for a camera facing them.
-    pose[11:17, :2] = [[0.62, 0.46], [0.38, 0.46], [0.68, 0.62], [0.32, 0.62], [0.66, 0.76], [0.34, 0.76]]
-    pose[17:23, :2] = np.repeat(pose[15:17, :2], 3, axis=0) + rng.normal(0, 0.01, (6, 2))
-    pose[23:33, :2] = [[0.57, 0.8], [0.43, 0.8], [0.58, 1.05], [0.42, 1.05], [0.58, 1.3], [0.42, 1.3],
-                       [0.58, 1.33], [0.42, 1.33], [0.6, 1.35], [0.4, 1.35]]
-    pose[:, 2] = rng.normal(0, 0.1, 33)
-    frame[_OFF["pose"]:_OFF["pose"] + 33] = pose
-    return frame
-
-
-_TEMPLATE = _template()
-
-
-def hand_points(wrist: np.ndarray, curl: np.ndarray, rotation: np.ndarray, mirror: bool) -> np.ndarray:
-    """21 hand points per frame: wrist (F, 2), finger curls (F, 5) in 0..1, rotation (F,) radians."""
-    n = len(wrist)
-    bend = curl[:, :, None] * np.array([0.2, 0.6, 0.7, 0.6])[None, None, :]  # (F, 5, 4)
-    angles = (-np.pi / 2 + _FINGER_ANGLES[None, :, None] + rotation[:, None, None]
-              + np.cumsum(bend, axis=2))
-    step = _SEGMENTS[None, None, :, None] * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
-    joints = wrist[:, None, None, :] + np.cumsum(step, axis=2)  # (F, 5, 4, 2)
-    if mirror:
-        joints[..., 0] = 2 * wrist[:, None, None, 0] - joints[..., 0]
-    out = np.zeros((n, 21, 3))
-    out[:, 0, :2] = wrist
-    out[:, 1:, :2] = joints.reshape(n, 20, 2)
-    out[:, 1:, 2] = -0.02 * np.tile(np.arange(1, 5), 5)[None, :] * (1 + curl.repeat(4, axis=1))
-    return out
+_TEMPLATE = TEMPLATE
 
 
 @dataclass(frozen=True)
