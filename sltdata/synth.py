@@ -1,10 +1,18 @@
 """`sltdata synth`: small datasets in each publisher's exact layout, with structure a model can learn.
 
-The motion model is deliberately simple but has what real MediaPipe data has: signers who differ in
-position, size and speed; signs (or characters, or words) that differ in hand path and handshape;
-sequences of different lengths; a non-dominant hand that is mostly undetected; stretches where the
-dominant hand drops out; face and pose present throughout. Everything is drawn from one seeded
-``numpy.random.Generator``, so the same arguments write the same files.
+Two levels of realism (``realism=``):
+
+* ``easy``: a deliberately simple motion model (signers who differ in position, size and speed; signs
+  that differ in hand path and handshape; a mostly undetected non-dominant hand; dominant-hand
+  dropout stretches). Classes are far apart, so a tiny model reaches ~100%: for fast unit tests.
+* ``real``: calibrated against real files (``shared/realdata``; ``benchmarks/synth_realism.py`` prints
+  the statistics side by side): a phone-camera close-up (legs far below the image, y up to ~2.7, x
+  below 0), Kaggle-like lengths (median ~18 frames, 2..272), idle lead-in/lead-out with the hands
+  out of frame, left-handed signers (a true mirror), per-signer style in every element, jitter, and
+  classes built from shared elements (handshape, location, movement) so that many pairs differ in
+  one element only: a good model lands clearly below 100%. Implemented in ``sltdata.synth_real``.
+
+Everything is drawn from one seeded ``numpy.random.Generator``, so the same arguments write the same files.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 
 from sltdata.errors import ConfigError
 from sltdata.layouts import HOLISTIC_543
+from sltdata.synth_real import TEMPLATE, hand_points  # noqa: F401  (hand_points: part of this module's API)
 
 FORMATS = ("kaggle-islr", "kaggle-fingerspelling", "pose")
 
@@ -25,52 +34,17 @@ FORMATS = ("kaggle-islr", "kaggle-fingerspelling", "pose")
 FINGERSPELLING_CHARACTERS = " !#$%&'()*+,-./0123456789:;=?@[_abcdefghijklmnopqrstuvwxyz~"
 SIGN_WORDS = ("book", "drink", "computer", "before", "chair", "go", "clothes", "who", "candy", "cousin",
               "deaf", "fine", "help", "no", "thin", "walk", "year", "yes", "all", "black", "cool",
-              "finish", "hot", "like", "many", "mother", "now", "orange", "table", "thanksgiving")
+              "finish", "hot", "like", "many", "mother", "now", "orange", "table", "thanksgiving",
+              "apple", "bed", "bird", "blue", "brother", "car", "cat", "cloud", "cow", "cry", "dad", "dance",
+              "dog", "down", "eat", "face", "fish", "flower", "food", "friend", "girl", "give", "grandma",
+              "green", "hair", "happy", "hat", "hello", "home", "horse", "house", "jump", "kiss", "listen",
+              "look", "milk", "moon", "night", "open", "out", "pizza", "please", "rain", "read", "red", "sad",
+              "say", "school", "see", "shoe", "sleep", "snow", "sun", "thankyou", "tree", "up", "water",
+              "where", "white", "why", "yellow", "zebra")
+REALISM = ("real", "easy")
 
 _OFF = HOLISTIC_543.offsets
-_FINGER_ANGLES = np.deg2rad([-60.0, -25.0, 0.0, 20.0, 40.0])
-_SEGMENTS = np.array([0.035, 0.03, 0.022, 0.018])
-
-
-def _template() -> np.ndarray:
-    """A fixed neutral holistic-543 frame in image coordinates (x right, y down, 0..1)."""
-    rng = np.random.default_rng(0)
-    frame = np.zeros((HOLISTIC_543.num_points, 3), dtype=np.float64)
-    angle = rng.uniform(0, 2 * np.pi, 468)
-    radius = np.sqrt(rng.uniform(0, 1, 468))
-    frame[:468, 0] = 0.5 + 0.08 * radius * np.cos(angle)
-    frame[:468, 1] = 0.28 + 0.11 * radius * np.sin(angle)
-    frame[:468, 2] = rng.normal(0, 0.02, 468)
-    pose = np.zeros((33, 3))
-    pose[:11, :2] = [0.5, 0.27] + rng.normal(0, 0.03, (11, 2))  # face points of the pose model
-    # MediaPipe's LEFT is the signer's left, which is image right for a camera facing them.
-    pose[11:17, :2] = [[0.62, 0.46], [0.38, 0.46], [0.68, 0.62], [0.32, 0.62], [0.66, 0.76], [0.34, 0.76]]
-    pose[17:23, :2] = np.repeat(pose[15:17, :2], 3, axis=0) + rng.normal(0, 0.01, (6, 2))
-    pose[23:33, :2] = [[0.57, 0.8], [0.43, 0.8], [0.58, 1.05], [0.42, 1.05], [0.58, 1.3], [0.42, 1.3],
-                       [0.58, 1.33], [0.42, 1.33], [0.6, 1.35], [0.4, 1.35]]
-    pose[:, 2] = rng.normal(0, 0.1, 33)
-    frame[_OFF["pose"]:_OFF["pose"] + 33] = pose
-    return frame
-
-
-_TEMPLATE = _template()
-
-
-def hand_points(wrist: np.ndarray, curl: np.ndarray, rotation: np.ndarray, mirror: bool) -> np.ndarray:
-    """21 hand points per frame: wrist (F, 2), finger curls (F, 5) in 0..1, rotation (F,) radians."""
-    n = len(wrist)
-    bend = curl[:, :, None] * np.array([0.2, 0.6, 0.7, 0.6])[None, None, :]  # (F, 5, 4)
-    angles = (-np.pi / 2 + _FINGER_ANGLES[None, :, None] + rotation[:, None, None]
-              + np.cumsum(bend, axis=2))
-    step = _SEGMENTS[None, None, :, None] * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
-    joints = wrist[:, None, None, :] + np.cumsum(step, axis=2)  # (F, 5, 4, 2)
-    if mirror:
-        joints[..., 0] = 2 * wrist[:, None, None, 0] - joints[..., 0]
-    out = np.zeros((n, 21, 3))
-    out[:, 0, :2] = wrist
-    out[:, 1:, :2] = joints.reshape(n, 20, 2)
-    out[:, 1:, 2] = -0.02 * np.tile(np.arange(1, 5), 5)[None, :] * (1 + curl.repeat(4, axis=1))
-    return out
+_TEMPLATE = TEMPLATE
 
 
 @dataclass(frozen=True)
@@ -155,12 +129,15 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         w.writerows(rows)
 
 
-def synth_islr(out: Path, sequences: int = 400, classes: int = 10, participants: int = 8, seed: int = 0) -> Path:
+def synth_islr(out: Path, sequences: int = 400, classes: int = 10, participants: int = 8, seed: int = 0,
+               realism: str = "easy", left_handed: float = 0.3) -> Path:
     """asl-signs layout: train.csv, train_landmark_files/<participant>/<sequence>.parquet, label map."""
     from sltdata.sources.kaggle_islr import write_islr_parquet
 
     if classes > len(SIGN_WORDS):
         raise ConfigError(f"synth kaggle-islr: at most {len(SIGN_WORDS)} classes")
+    if realism == "real":
+        return _synth_islr_real(out, sequences, classes, participants, seed, left_handed)
     rng = np.random.default_rng(seed)
     signs = SIGN_WORDS[:classes]
     gestures = make_gestures(classes, rng)
@@ -191,15 +168,26 @@ def _phrase(rng: np.random.Generator) -> str:
 
 
 def synth_fingerspelling(out: Path, files: int = 4, sequences_per_file: int = 50, participants: int = 8,
-                         seed: int = 0, supplemental_files: int = 1) -> Path:
+                         seed: int = 0, supplemental_files: int = 1, realism: str = "easy",
+                         left_handed: float = 0.3) -> Path:
     """asl-fingerspelling layout: train.csv (+ supplemental_metadata.csv), train_landmarks/<file_id>.parquet
     with many sequences each, character_to_prediction_index.json."""
     from sltdata.sources.kaggle_fingerspelling import write_fingerspelling_parquet
 
     rng = np.random.default_rng(seed)
     chars = FINGERSPELLING_CHARACTERS
-    shapes = make_gestures(len(chars), rng, frames=(3, 7), two_handed=0.0)
-    signers = make_signers(participants, rng)
+    if realism == "real":
+        from sltdata.synth_real import make_real_signs, make_styles, render_real
+
+        shapes = make_real_signs(len(chars), rng, spread=0.3, two_handed=0.0)
+        styles = make_styles(participants, rng, left_handed)
+        make_phrase = real_phrase
+        perform = lambda signs, p: render_real(signs, styles[p], rng, frames_per_sign=7.0)  # noqa: E731
+    else:
+        shapes = make_gestures(len(chars), rng, frames=(3, 7), two_handed=0.0)
+        signers = make_signers(participants, rng)
+        make_phrase = _phrase
+        perform = lambda signs, p: render(signs, signers[p], rng)  # noqa: E731
     pids = _participants(participants, rng)
     train, supplemental = [], []
     (out / "train_landmarks").mkdir(parents=True, exist_ok=True)
@@ -209,8 +197,8 @@ def synth_fingerspelling(out: Path, files: int = 4, sequences_per_file: int = 50
         seqs = {}
         for _ in range(sequences_per_file):
             sid = str(int(rng.integers(10**8, 2 * 10**9)))
-            phrase, p = _phrase(rng), int(rng.integers(participants))
-            seqs[sid] = render([shapes[chars.index(ch)] for ch in phrase], signers[p], rng)
+            phrase, p = make_phrase(rng), int(rng.integers(participants))
+            seqs[sid] = perform([shapes[chars.index(ch)] for ch in phrase], p)
             (supplemental if f >= files - supplemental_files else train).append(
                 [rel, str(file_id), sid, pids[p], phrase])
         write_fingerspelling_parquet(out / rel, seqs)
@@ -222,10 +210,13 @@ def synth_fingerspelling(out: Path, files: int = 4, sequences_per_file: int = 50
     return out
 
 
-def synth_pose(out: Path, sequences: int = 200, words: int = 20, participants: int = 6, seed: int = 0) -> Path:
+def synth_pose(out: Path, sequences: int = 200, words: int = 20, participants: int = 6, seed: int = 0,
+               realism: str = "easy", left_handed: float = 0.3) -> Path:
     """iSign-style layout: data.csv (uid,text) and poses/<uid>.pose (pose-format, MediaPipe Holistic)."""
     from sltdata.sources.pose import write_holistic_pose
 
+    if realism == "real":
+        return _synth_pose_real(out, sequences, words, participants, seed, left_handed)
     rng = np.random.default_rng(seed)
     vocab = SIGN_WORDS[:words]
     gestures = make_gestures(len(vocab), rng, frames=(8, 16))
@@ -246,10 +237,100 @@ def synth_pose(out: Path, sequences: int = 200, words: int = 20, participants: i
     return out
 
 
-def synth(fmt: str, out: str | Path, seed: int = 0, **sizes) -> Path:
+def synth(fmt: str, out: str | Path, seed: int = 0, realism: str = "easy", **sizes) -> Path:
+    """Write a ``fmt`` dataset into ``out``. ``realism="real"`` calibrates it against real captures
+    (see ``sltdata.synth_real``); ``"easy"`` (the library default, for unit tests) keeps classes far apart."""
+    if realism not in REALISM:
+        raise ConfigError(f"unknown synth realism {realism!r} (known: {', '.join(REALISM)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     writers = {"kaggle-islr": synth_islr, "kaggle-fingerspelling": synth_fingerspelling, "pose": synth_pose}
     if fmt not in writers:
         raise ConfigError(f"unknown synth format {fmt!r} (known: {', '.join(FORMATS)})")
-    return writers[fmt](out, seed=seed, **{k: v for k, v in sizes.items() if v is not None})
+    return writers[fmt](out, seed=seed, realism=realism, **{k: v for k, v in sizes.items() if v is not None})
+
+
+# --- realism "real" (the motion model is sltdata.synth_real) ------------------------------------------------
+
+def _synth_islr_real(out: Path, sequences: int, classes: int, participants: int, seed: int,
+                     left_handed: float) -> Path:
+    from sltdata.sources.kaggle_islr import write_islr_parquet
+    from sltdata.synth_real import islr_length, make_real_signs, make_styles, render_real
+
+    rng = np.random.default_rng(seed)
+    names = SIGN_WORDS[:classes]
+    signs = make_real_signs(classes, rng)
+    styles = make_styles(participants, rng, left_handed)
+    pids = _participants(participants, rng)
+    seq_ids = 10**8 + rng.choice(9 * 10**8, size=sequences, replace=False)
+    rows = []
+    for i, sid in enumerate(seq_ids):
+        c, p = i % classes, int(rng.integers(participants))
+        rel = f"train_landmark_files/{pids[p]}/{sid}.parquet"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        lm = render_real([signs[c]], styles[p], rng, frames=islr_length(signs[c], styles[p], rng))
+        start = 0 if rng.uniform() < 0.2 else int(rng.integers(1, 45))  # most real files do not start at 0
+        write_islr_parquet(out / rel, lm, frame_start=start)
+        rows.append([rel, pids[p], str(sid), names[c]])
+    _write_csv(out / "train.csv", ["path", "participant_id", "sequence_id", "sign"], rows)
+    (out / "sign_to_prediction_index_map.json").write_text(json.dumps({s: i for i, s in enumerate(names)}))
+    return out
+
+
+# Word lists behind realistic fingerspelling phrases: the Kaggle asl-fingerspelling phrases are
+# addresses, phone numbers and URLs typed by the signers (mean ~18 characters, many digits, '-', '.', '/').
+_FIRST = ("james", "maria", "david", "linda", "kevin", "sarah", "omar", "julia", "tyler", "nina", "carlos", "emma")
+_LAST = ("smith", "garcia", "nguyen", "brown", "walker", "patel", "rivera", "cohen", "hughes", "kim", "lopez")
+_STREET = ("main", "oak", "lake", "hill", "maple", "cedar", "park", "river", "sunset", "church", "elm", "pine",
+           "washington", "lincoln", "highland", "meadow", "spring", "valley", "forest", "harbor")
+_SUFFIX = ("street", "road", "avenue", "lane", "drive", "court", "way", "boulevard", "st", "rd", "ave")
+_DIR = ("north", "south", "east", "west", "n", "s", "e", "w")
+_SITE = ("news", "shop", "travel", "music", "health", "study", "photo", "games", "home", "food", "art", "tech")
+_TLD = ("com", "org", "net", "edu", "io", "co.uk", "info")
+
+
+def real_phrase(rng: np.random.Generator) -> str:
+    """One phrase like the Kaggle asl-fingerspelling set: an address, a phone number, a URL or a name."""
+    pick = lambda words: str(words[int(rng.integers(len(words)))])  # noqa: E731
+    kind = int(rng.choice(4, p=[0.4, 0.25, 0.25, 0.1]))
+    if kind == 0:
+        direction = pick(_DIR) + " " if rng.uniform() < 0.3 else ""
+        return f"{rng.integers(1, 9999)} {direction}{pick(_STREET)} {pick(_SUFFIX)}"
+    if kind == 1:
+        area = f"+{rng.integers(1, 99)}-" if rng.uniform() < 0.4 else ""
+        return f"{area}{rng.integers(100, 999)}-{rng.integers(100, 999)}-{rng.integers(1000, 9999)}"
+    if kind == 2:
+        head = pick(("www.", "https://", "http://www.", ""))
+        tail = f"/{pick(_SITE)}" if rng.uniform() < 0.3 else ""
+        return f"{head}{pick(_SITE)}{pick(_LAST)}.{pick(_TLD)}{tail}"
+    return f"{pick(_FIRST)} {pick(_LAST)}"
+
+
+# Camera frames of real .pose files (shared/realdata: 320x240, 640x480, 640x360, 1280x720, 512x512).
+_FRAME_SIZES = ((640, 480), (1280, 720), (640, 360), (320, 240), (512, 512))
+
+
+def _synth_pose_real(out: Path, sequences: int, words: int, participants: int, seed: int, left_handed: float) -> Path:
+    """Sentences of signs in pixels, each signer filmed by one camera of a real frame size and fps."""
+    from sltdata.sources.pose import write_holistic_pose
+    from sltdata.synth_real import make_real_signs, make_styles, render_real
+
+    rng = np.random.default_rng(seed)
+    vocab = SIGN_WORDS[:words]
+    signs = make_real_signs(len(vocab), rng)
+    styles = make_styles(participants, rng, left_handed)
+    cameras = [(_FRAME_SIZES[int(rng.integers(len(_FRAME_SIZES)))], float(rng.choice([24.0, 25.0, 29.97, 30.0])))
+               for _ in range(participants)]
+    (out / "poses").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(sequences):
+        uid = f"{i:05d}-{int(rng.integers(10**5, 10**6))}"
+        idx = rng.integers(len(vocab), size=int(rng.integers(2, 6)))
+        p = int(rng.integers(participants))
+        (w, h), fps = cameras[p]
+        lm = render_real([signs[j] for j in idx], styles[p], rng, frames_per_sign=14.0 * fps / 30)
+        px = lm * np.array([w, h, w], dtype=np.float32)  # MediaPipe z is on the x scale
+        write_holistic_pose(out / "poses" / f"{uid}.pose", px, fps=fps, width=w, height=h)
+        rows.append([uid, " ".join(vocab[j] for j in idx)])
+    _write_csv(out / "data.csv", ["uid", "text"], rows)
+    return out

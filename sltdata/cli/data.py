@@ -69,6 +69,8 @@ def synth(
     files: Optional[int] = typer.Option(None, help="Parquet files (kaggle-fingerspelling)."),
     sequences_per_file: Optional[int] = typer.Option(None, help="Sequences per file (kaggle-fingerspelling)."),
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same files."),
+    realism: str = typer.Option("real", help="real: calibrated against real captures (lengths, dropouts, left-handed "
+                                "signers, confusable signs); easy: far-apart classes for fast unit tests."),
 ):
     """Write a small synthetic dataset laid out exactly as the publisher ships it."""
     from sltdata.synth import synth as run_synth
@@ -83,8 +85,8 @@ def synth(
         from sltdata.errors import ConfigError
 
         raise ConfigError(f"synth {format}: option(s) {', '.join('--' + g.replace('_', '-') for g in sorted(given - allowed[format]))} do not apply")
-    path = run_synth(format, out, seed=seed, **{k: sizes[k] for k in given})
-    typer.echo(f"wrote a synthetic {format} dataset to {path}")
+    path = run_synth(format, out, seed=seed, realism=realism, **{k: sizes[k] for k in given})
+    typer.echo(f"wrote a synthetic {format} dataset ({realism}) to {path}")
 
 
 @app.command()
