@@ -139,6 +139,24 @@ def test_islr_onnx_on_raw_real_landmarks_gives_the_run_path_logits(islr_run, rea
     assert int(got.argmax()) == int(want.argmax())
 
 
+@pytest.mark.parametrize("case", ["one", "short", "max_length", "longer"])
+def test_islr_onnx_on_raw_real_landmarks_agrees_with_sltdata_predict(islr_run, real_sequences, case):
+    # the exported graph against the path a user runs: `sltdata predict`'s Predictor (its batched
+    # collate and the trainer's predict), not a reference written for the test
+    from sltdata.layouts import HOLISTIC_543
+    from sltdata.predict import Item, Predictor
+
+    run, path, _ = islr_run
+    predictor = Predictor(run, device="cpu")
+    lm = real_of_length(real_sequences, lengths_to_check(predictor.info.max_length)[case])
+    want = predictor.outputs([Item(input="real", key="k", landmarks=lm, layout=HOLISTIC_543)])["logits"][0].numpy()
+    got = session(path).run(None, {"landmarks": lm})[0]
+    assert float(np.abs(got - want).max()) <= 1e-4
+    assert int(got.argmax()) == int(want.argmax())
+    record = predictor.predict_batch([Item(input="real", key="k", landmarks=lm, layout=HOLISTIC_543)], top_k=1)[0]
+    assert record["predictions"][0]["label"] == predictor.info.class_names[int(got.argmax())]
+
+
 def test_islr_export_reports_its_raw_difference_and_carries_the_label_map(islr_run):
     run, path, diff = islr_run
     _, _, info, _ = load_run(run)
