@@ -25,6 +25,7 @@ from sltdata.store import Reject
 
 _BUILTIN = ("sltdata.sources.kaggle_islr", "sltdata.sources.kaggle_fingerspelling", "sltdata.sources.pose")
 _SOURCES: dict[str, type["Source"]] = {}
+_LOADED = False
 
 
 class Source(ABC):
@@ -103,12 +104,15 @@ def register_source(cls: type[Source]) -> type[Source]:
 
 
 def _load() -> None:
-    if _SOURCES:
+    # A flag, not "_SOURCES is non-empty": importing one source module directly registers that one only.
+    global _LOADED
+    if _LOADED:
         return
     for mod in _BUILTIN:
         importlib.import_module(mod)
     for ep in entry_points(group="sltdata.sources"):
         register_source(ep.load())
+    _LOADED = True
 
 
 def get_source(name: str) -> type[Source]:
