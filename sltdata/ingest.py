@@ -214,9 +214,20 @@ def _plan_bytes(n_rows: int, groups: list[_Group], rejects: list[Reject]) -> byt
 
 
 def pack_parts(groups: list[_Group], part_size: int) -> list[list[_Group]]:
-    """Consecutive groups packed until a part holds at least ``part_size`` rows."""
+    """Consecutive groups packed until a part holds at least ``part_size`` rows.
+
+    A group larger than a part (a Fingerspelling file holds ~1,000 sequences) is cut into pieces of
+    half a part, each a part of its own and read on its own: a worker's memory is bounded by the
+    part, not by the file."""
     parts, current, n = [], [], 0
     for g in groups:
+        if len(g.rows) > part_size:
+            if current:
+                parts.append(current)
+                current, n = [], 0
+            step = max(1, part_size // 2)
+            parts += [[Group(g.file, g.rows[i:i + step])] for i in range(0, len(g.rows), step)]
+            continue
         current.append(g)
         n += len(g.rows)
         if n >= part_size:

@@ -138,7 +138,8 @@ def _safe_csv_header(path: Path) -> list[str] | None:
     """The header of a CSV whose bytes DuckDB reads as the csv module does, else None.
 
     One streaming pass: strict UTF-8 (a BOM is allowed), no NUL byte, no ``\\r`` outside ``\\r\\n``,
-    no blank line (csv counts it as a record number, DuckDB skips it), a header on one line.
+    no blank line (csv counts it as a record number, DuckDB skips it), a header on one line (its
+    quotes balanced).
     """
     decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
     tail = b"\n"  # a blank first line counts as a blank line
@@ -163,8 +164,8 @@ def _safe_csv_header(path: Path) -> list[str] | None:
     except UnicodeDecodeError:
         return None
     text = first_line.decode("utf-8-sig").rstrip("\r")
-    if not text or '"' in text:
-        return None  # no header, or a quoted one: the reference reads it (and says why)
+    if not text or text.count('"') % 2:
+        return None  # no header, or one running on past its line: the reference reads it (and says why)
     return next(csv.reader([text]))
 
 
