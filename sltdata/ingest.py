@@ -24,6 +24,7 @@ from sltdata import outputs
 from sltdata.errors import SourceError, StoreError
 from sltdata.layouts import Layout, get_layout, map_layout
 from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
+from sltdata.plan import Group, plan_ingest
 from sltdata.recipes import Recipe, load_recipe
 from sltdata.sequence import Sequence
 from sltdata.sources import Source, coordinate_problem, get_source
@@ -52,10 +53,10 @@ class IngestResult:
         return f"{self.rows} rows read, {self.stored} stored, {self.rejected} rejected -> {self.store}"
 
 
-@dataclass(frozen=True)
-class _Group:
-    file: str  # relative landmark file
-    rows: tuple[ManifestRow, ...]
+_Group = Group  # the planner's unit: one landmark file and the rows that point at it
+# Which planner decides the rejects and groups: "duckdb" (the default), "rows" (the reference row loop
+# of sltdata.manifest) or "compare" (both, and a RuntimeError when they differ; the tests use it).
+PLANNER_ENV = "SLTDATA_PLANNER"
 
 
 def _load_map(root: Path, recipe: Recipe, role: str, strict: bool) -> tuple[dict[str, int] | None, dict | None]:
@@ -178,10 +179,55 @@ def plan_groups(root: Path, source: Source, rows: list[ManifestRow]) -> tuple[li
     return out, rejects
 
 
+def plan_rows(root: Path, recipe: Recipe, source: Source, manifest: str | None, labels: dict | None,
+              chars: dict | None) -> tuple[int, list[_Group], list[Reject]]:
+    """The reference planner: the manifest read and checked row by row (rows in, groups, rejects)."""
+    rows, rejects = read_manifest(root, recipe, manifest)
+    n_rows = len(rows) + len(rejects)
+    rows, bad = check_rows(rows, recipe)
+    rejects += bad
+    rows, bad = _label_rejects(rows, recipe, labels, chars)
+    rejects += bad
+    groups, bad = plan_groups(root, source, rows)
+    return n_rows, groups, rejects + bad
+
+
+def _plan(root: Path, recipe: Recipe, source: Source, manifest: str | None, labels: dict | None,
+          chars: dict | None) -> tuple[int, list[_Group], list[Reject]]:
+    planner = os.environ.get(PLANNER_ENV, "duckdb")
+    if planner == "rows":
+        return plan_rows(root, recipe, source, manifest, labels, chars)
+    plan = plan_ingest(root, recipe, source, manifest, labels, chars)
+    if planner == "compare":
+        reference = plan_rows(root, recipe, source, manifest, labels, chars)
+        if _plan_bytes(*reference) != _plan_bytes(plan.rows, plan.groups, plan.rejects):
+            raise RuntimeError(f"the DuckDB planner and the row loop disagree on {root}")
+    return plan.rows, plan.groups, plan.rejects
+
+
+def _plan_bytes(n_rows: int, groups: list[_Group], rejects: list[Reject]) -> bytes:
+    """A plan as bytes: rows in, the groups in order, and the rejects as rejects.jsonl orders them."""
+    lines = [str(n_rows)] + [json.dumps([g.file, [[r.manifest, r.row, r.key, r.path, r.label, r.text,
+                                                   r.participant] for r in g.rows]]) for g in groups]
+    lines += [r.to_json() for r in sorted(rejects, key=lambda r: (r.manifest or "", r.row or 0))]
+    return "\n".join(lines).encode()
+
+
 def pack_parts(groups: list[_Group], part_size: int) -> list[list[_Group]]:
-    """Consecutive groups packed until a part holds at least ``part_size`` rows."""
+    """Consecutive groups packed until a part holds at least ``part_size`` rows.
+
+    A group larger than a part (a Fingerspelling file holds ~1,000 sequences) is cut into pieces of
+    half a part, each a part of its own and read on its own: a worker's memory is bounded by the
+    part, not by the file."""
     parts, current, n = [], [], 0
     for g in groups:
+        if len(g.rows) > part_size:
+            if current:
+                parts.append(current)
+                current, n = [], 0
+            step = max(1, part_size // 2)
+            parts += [[Group(g.file, g.rows[i:i + step])] for i in range(0, len(g.rows), step)]
+            continue
         current.append(g)
         n += len(g.rows)
         if n >= part_size:
@@ -275,14 +321,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     labels, label_origin = _load_map(root, recipe, "label", strict)
     chars, char_origin = _load_map(root, recipe, "text", strict)
 
-    rows, rejects = read_manifest(root, recipe, manifest)
-    n_rows = len(rows) + len(rejects)
-    rows, bad = check_rows(rows, recipe)
-    rejects += bad
-    rows, bad = _label_rejects(rows, recipe, labels, chars)
-    rejects += bad
-    groups, bad = plan_groups(root, source, rows)
-    rejects += bad
+    n_rows, groups, rejects = _plan(root, recipe, source, manifest, labels, chars)
     done = len(rejects)
     if progress:
         progress(done, n_rows)

@@ -26,6 +26,7 @@ from sltdata.store import Reject
 
 _BUILTIN = ("sltdata.sources.kaggle_islr", "sltdata.sources.kaggle_fingerspelling", "sltdata.sources.pose")
 _SOURCES: dict[str, type["Source"]] = {}
+_LOADED = False
 
 
 class Source(ABC):
@@ -106,9 +107,6 @@ def check_frame_numbers(fmt: str, start: int, frames: int, dtype=np.int16) -> No
 def register_source(cls: type[Source]) -> type[Source]:
     _SOURCES[cls.name] = cls
     return cls
-
-
-_LOADED = False
 
 
 def _load() -> None:

@@ -39,6 +39,9 @@ def coordinate_columns() -> list[str]:
 
 
 _COORDS = coordinate_columns()
+BATCH_ROWS = 4096  # frames decoded at a time: 4096 x 1,629 float32 is ~27 MB
+READ_BUFFER = 1 << 22  # bytes of a column chunk read at a time
+ROW_GROUP_ROWS = 16384  # frames per row group in files the writer makes (the reader takes any)
 
 
 def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = None
@@ -54,7 +57,8 @@ def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = Non
     """
     name = name or path.name
     try:
-        pf = pq.ParquetFile(path)
+        # Buffered page reads: a row group's column chunks are streamed, not loaded whole.
+        pf = pq.ParquetFile(path, buffer_size=READ_BUFFER)
         schema = pf.schema_arrow
     except (pa.ArrowException, OSError) as e:
         raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
@@ -68,13 +72,13 @@ def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = Non
         raise SourceError(path, f"column {not_float[0]} is {schema.field(not_float[0]).type}, expected a float")
     has_frame = FRAME_COLUMN in names
     try:
-        table = pf.read(columns=[SEQUENCE_COLUMN, *([FRAME_COLUMN] if has_frame else []), *_COORDS])
+        table = pf.read(columns=[SEQUENCE_COLUMN, *([FRAME_COLUMN] if has_frame else [])])
     except (pa.ArrowException, OSError) as e:
         raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
     if (nulls := table.column(SEQUENCE_COLUMN).null_count):
         raise SourceError(path, f"{name} has {nulls} row(s) with a null {SEQUENCE_COLUMN} "
                                 "(frames of an unknown sequence)")
-    # Order and filter with the two small columns only, then gather the wide matrix once.
+    # Order and filter with the two small columns only, then gather the wide rows batch by batch.
     seq = table.column(SEQUENCE_COLUMN).cast(pa.string())
     small = pa.table({"s": seq, "i": pa.array(np.arange(table.num_rows))}
                      | ({"f": _frame_numbers(path, table.column(FRAME_COLUMN))} if has_frame else {}))
@@ -85,14 +89,7 @@ def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = Non
     order = [("s", "ascending")] + ([("f", "ascending")] if has_frame else [])
     small = small.take(pc.sort_indices(small, sort_keys=order))
     rows = small.column("i").to_numpy()
-    coords = table.select(_COORDS)
-    if any(t != pa.float32() for t in coords.schema.types):
-        coords = coords.cast(pa.schema([(c, pa.float32()) for c in _COORDS]))  # 1e300 -> inf: rejected later
-    # Arrow builds the row-major (rows, 1629) matrix in its own memory pool; gather only when the
-    # file is not already in (sequence, frame) order.
-    matrix = np.asarray(coords.combine_chunks().to_batches()[0].to_tensor(null_to_nan=True, row_major=True))
-    if not np.array_equal(rows, np.arange(table.num_rows)):
-        matrix = matrix[rows]
+    matrix = _gather_rows(path, pf, rows)
     values = matrix.reshape(len(rows), HOLISTIC_543.num_points, 3)
     ids = small.column("s").to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -105,6 +102,36 @@ def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = Non
         else:
             found[str(ids[s])] = values[s:e]
     return found, rejected
+
+
+def _gather_rows(path: Path, pf: pq.ParquetFile, rows: np.ndarray) -> np.ndarray:
+    """The coordinate rows ``rows`` (file row numbers, in the order wanted) as float32 (len(rows), 1629).
+
+    Memory is the rows wanted plus one batch: only the row groups holding a wanted row are read, in
+    batches of ``BATCH_ROWS``, and each batch gives up its wanted rows before the next is decoded.
+    A whole ~1,000-sequence file in memory was ~3 GB per worker (the table, then its matrix).
+    """
+    out = np.empty((len(rows), len(_COORDS)), dtype=np.float32)
+    by_position = np.argsort(rows, kind="stable")
+    ordered = rows[by_position]
+    float32 = pa.schema([(c, pa.float32()) for c in _COORDS])
+    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
+    wanted = [g for g in range(pf.num_row_groups)
+              if np.searchsorted(ordered, starts[g]) < np.searchsorted(ordered, starts[g + 1])]
+    try:
+        for g in wanted:
+            offset = int(starts[g])
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=_COORDS):
+                lo, hi = np.searchsorted(ordered, [offset, offset + batch.num_rows])
+                if hi > lo:
+                    if batch.schema != float32:  # 1e300 -> inf: rejected later
+                        batch = pa.Table.from_batches([batch]).cast(float32).combine_chunks().to_batches()[0]
+                    block = np.asarray(batch.to_tensor(null_to_nan=True, row_major=True))
+                    out[by_position[lo:hi]] = block[ordered[lo:hi] - offset]
+                offset += batch.num_rows
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
+    return out
 
 
 def _frame_numbers(path: Path, frame: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -155,7 +182,7 @@ def write_fingerspelling_parquet(path: Path, sequences: dict[str, np.ndarray]) -
     for axis_i, axis in enumerate("xyz"):
         for p_i, name in enumerate(_COORDS[axis_i::3]):
             cols[name] = values[:, p_i * 3 + axis_i]
-    pq.write_table(pa.table(cols), path)
+    pq.write_table(pa.table(cols), path, row_group_size=ROW_GROUP_ROWS)
 
 
 @register_source
