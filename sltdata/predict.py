@@ -291,10 +291,22 @@ class Predictor:
         return self._pipelines[layout.name]
 
     def features(self, item: Item) -> tuple[np.ndarray, np.ndarray]:
-        """(features, mask) of one item: the loader's transform stage, ``train=False``."""
+        """(features, mask) of one item: the loader's transform stage, ``train=False``. A sequence in
+        another registered layout than the run's (an OpenPose or COCO-WholeBody .pose for a holistic
+        run) is first mapped to the run's layout (``sltdata.layouts.map_layout``: shared points
+        copied, the rest NaN); a layout with no declared mapping fails alone, naming both."""
         if item.features is not None:
             return item.features, item.mask
-        features, mask = self.pipeline(item.layout)(item.landmarks, rng=None, train=False)
+        landmarks, layout = item.landmarks, item.layout
+        if self.info.layout and layout.name != self.info.layout:
+            from sltdata.layouts import BUILTIN_LAYOUTS, map_layout
+
+            target = BUILTIN_LAYOUTS.get(self.info.layout)
+            if target is None or BUILTIN_LAYOUTS.get(layout.name) != layout:
+                raise ConfigError(f"layout {layout.name}: the run was trained on {self.info.layout} and no "
+                                  "mapping between the two is declared")
+            landmarks, layout = map_layout(landmarks, layout, target), target
+        features, mask = self.pipeline(layout)(landmarks, rng=None, train=False)
         return features, np.asarray(mask, dtype=bool)
 
     def outputs(self, items: list[Item]) -> dict:

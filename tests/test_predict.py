@@ -195,3 +195,35 @@ def test_real_input_agrees_with_evaluate_once_ingested(kind, real_inputs, real_e
     assert rec["input"] == str(path) and rec["key"] == path.stem
     np.testing.assert_allclose(as_probs(rec, labels), real_evaluated[seq.key], atol=1e-5)
     assert labels[rec["predictions"][0]["label"]] == int(np.argmax(real_evaluated[seq.key]))
+
+
+@needs_real
+def test_a_pose_in_another_registered_layout_is_mapped_to_the_runs_layout(run):
+    # the real OpenPose-137 file, predicted by a holistic-543 run: its hands and shared body points go
+    # to the run's slots (map_layout), exactly as if the mapped sequence had been given
+    from sltdata.layouts import HOLISTIC_543, map_layout
+    from sltdata.predict import Item
+    from sltdata.sources.pose import read_pose_file
+
+    path = REAL / "pose" / "pose-format" / "openpose.pose"
+    landmarks, layout, _ = read_pose_file(path)
+    assert layout.name == "openpose-137"
+    predictor = Predictor(run, device="cpu")
+    got = predictor.predict([path], top_k=3)
+    assert not got.failures and len(got.records) == 1
+    mapped = Item(input=str(path), key="openpose", landmarks=map_layout(landmarks, layout, HOLISTIC_543),
+                  layout=HOLISTIC_543)
+    assert got.records[0]["predictions"] == predictor.predict_batch([mapped], top_k=3)[0]["predictions"]
+
+
+def test_a_layout_with_no_mapping_fails_alone(run, islr_store, tmp_path):
+    from sltdata.layouts import Component, Layout
+    from sltdata.predict import Item
+
+    predictor = Predictor(run, device="cpu")
+    odd = Layout("custom-2", (Component("pose", ("a", "b")),))
+    good = next(iter(predictor.predict([islr_store], keys=None, top_k=1).records))
+    result = predictor.run([Item(input="odd.pose", key="odd", landmarks=np.zeros((3, 2, 3), np.float32), layout=odd)])
+    assert not result.records and "layout custom-2: the run was trained on holistic-543 and no mapping" in str(
+        result.failures[0])
+    assert good["predictions"]
