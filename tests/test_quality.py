@@ -136,3 +136,61 @@ def test_ingest_without_quality_leaves_nulls(tmp_path):
     ingest("kaggle-islr", raw, tmp_path / "store", quality=False)
     t = Store(tmp_path / "store").metadata(("key", "quality_jitter"))
     assert t.column("quality_jitter").null_count == 8
+
+
+# ---------------------------------------------------------------------------------------------
+# shard --where and --trim-idle
+
+
+def _shard_records(shards: Path) -> dict[str, dict]:
+    from sltdata.shards import ShardIndex, iter_samples
+
+    return {s.key: {**s.meta, "array": s.arrays["landmarks"]} for _, s in iter_samples(ShardIndex.open(shards))}
+
+
+def test_shard_where_filters_on_quality_and_metadata_and_records_the_count(tmp_path):
+    import json
+
+    from sltdata.cli import main
+
+    store = synth_store("kaggle-islr", tmp_path, sequences=40)
+    meta = Store(store).metadata(("key", "frames", "quality_no_hand_frames"))
+    want = {k for k, f, n in zip(*(meta.column(c).to_pylist() for c in meta.column_names)) if n == 0 and f >= 20}
+    assert 0 < len(want) < 40
+    rc = main(["shard", str(store), "--out", str(tmp_path / "shards"), "--folds", "2", "--test-fraction", "0",
+               "--where", "quality_no_hand_frames = 0 AND frames >= 20"])
+    assert rc == 0
+    assert set(_shard_records(tmp_path / "shards")) == want
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    assert index["where"] == {"predicate": "quality_no_hand_frames = 0 AND frames >= 20", "sequences": 40,
+                              "kept": len(want), "filtered_out": 40 - len(want)}
+
+
+def test_shard_where_with_a_bad_predicate_is_one_error_line(tmp_path, capsys):
+    from sltdata.cli import main
+
+    store = synth_store("kaggle-islr", tmp_path, sequences=12)
+    assert main(["shard", str(store), "--out", str(tmp_path / "s"), "--folds", "2", "--where", "no_such > 1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().startswith("error: --where 'no_such > 1':") and len(err.strip().splitlines()) == 1
+    assert main(["shard", str(store), "--out", str(tmp_path / "s"), "--folds", "2",
+                 "--where", "key IN (SELECT * FROM read_csv('/etc/passwd'))"]) == 2  # no file access
+
+
+def test_trim_idle_cuts_the_stored_lead_in_and_out(tmp_path):
+    from sltdata.shards import write_shards
+
+    store = Store(synth_store("kaggle-islr", tmp_path, sequences=40))
+    write_shards(store, tmp_path / "shards", folds=2, test_fraction=0, trim_idle=True)
+    records = _shard_records(tmp_path / "shards")
+    trimmed = 0
+    for seq in store:
+        q = sequence_quality(seq.landmarks, store.layout(seq.layout), seq.fps)
+        a, b = q["quality_idle_lead_in"], q["quality_idle_lead_out"]
+        a, b = (a, b) if a + b < seq.frames else (0, 0)
+        r = records[seq.key]
+        assert r["trimmed"] == [a, b]
+        assert r["frames"] == seq.frames - a - b
+        np.testing.assert_array_equal(r["array"], seq.landmarks[a:seq.frames - b])
+        trimmed += a + b > 0
+    assert trimmed > 0
