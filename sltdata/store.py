@@ -65,7 +65,9 @@ QUALITY_SCHEMA = pa.schema([
     ("quality_fps_anomaly", pa.bool_()),
 ])
 QUALITY_COLUMNS = tuple(QUALITY_SCHEMA.names)
-SCHEMA = pa.schema([*SCHEMA, *QUALITY_SCHEMA])
+# --- Merge provenance (sltdata.merge): the name of the store a merged sequence came from; null otherwise ---
+MERGED_FROM = "merged_from"
+SCHEMA = pa.schema([*SCHEMA, *QUALITY_SCHEMA, (MERGED_FROM, pa.string())])
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ def sequences_to_table(sequences: list[Sequence], quality: list[dict] | None = N
     }
     for name in QUALITY_COLUMNS:
         cols[name] = [None] * len(sequences) if quality is None else [q.get(name) for q in quality]
+    cols[MERGED_FROM] = [None] * len(sequences)
     return pa.Table.from_arrays([landmarks if f.name == "landmarks" else pa.array(cols[f.name], type=f.type)
                                  for f in SCHEMA], schema=SCHEMA)
 

@@ -32,7 +32,7 @@ console = Console(stderr=True)
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("sltdata.cli.quickstart", "sltdata.cli.data", "sltdata.cli.extract", "sltdata.cli.shard",
-                   "sltdata.cli.stats", "sltdata.cli.keys", "sltdata.cli.audit",
+                   "sltdata.cli.stats", "sltdata.cli.keys", "sltdata.cli.audit", "sltdata.cli.merge",
                    "sltdata.cli.train")
 
 # Import names whose distribution is named differently; every other module is looked up by its own
