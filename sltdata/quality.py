@@ -28,6 +28,7 @@ detected points; a sequence with neither has no jitter and no idle counts (None)
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -42,6 +43,7 @@ QUALITY_NAMES = ("quality_detection", "quality_no_hand_frames", "quality_longest
                  "quality_idle_lead_out", "quality_fps_anomaly")
 
 
+@functools.lru_cache(maxsize=64)
 def shoulder_indices(layout: Layout) -> np.ndarray:
     """Global indices of the non-hand points named like a shoulder (MediaPipe, OpenPose, COCO spellings)."""
     out = []
@@ -50,7 +52,9 @@ def shoulder_indices(layout: Layout) -> np.ndarray:
             continue
         start = layout.offsets[c.name]
         out += [start + i for i, p in enumerate(c.points) if "shoulder" in str(p).lower()]
-    return np.asarray(out, dtype=np.int64)
+    idx = np.asarray(out, dtype=np.int64)
+    idx.flags.writeable = False  # cached and shared
+    return idx
 
 
 def body_size(xy: np.ndarray, finite: np.ndarray, shoulders: np.ndarray) -> float | None:
@@ -79,13 +83,18 @@ def longest_run(flags: np.ndarray) -> int:
     return int((edges[1::2] - edges[::2]).max())
 
 
+@functools.lru_cache(maxsize=64)
+def _hands(layout: Layout) -> tuple[np.ndarray, ...]:
+    """Each hand component's global indices (cached: ``Layout.indices`` walks point names)."""
+    return tuple(layout.indices(name) for name in layout.hand_components)
+
+
 def hand_motion(xy: np.ndarray, finite: np.ndarray, layout: Layout) -> np.ndarray:
     """(frames - 1,) the largest distance a hand's centroid travels from frame t-1 to t; 0 where no
     hand is seen in both frames. The centroid uses the points seen in both frames, so a point that
     drops out does not look like motion."""
     motion = np.zeros(max(xy.shape[0] - 1, 0))
-    for name in layout.hand_components:
-        idx = layout.indices(name)
+    for idx in _hands(layout):
         both = finite[1:, idx] & finite[:-1, idx]  # (F-1, H)
         n = both.sum(axis=1)
         w = both[..., None]
@@ -106,19 +115,32 @@ def idle_counts(motion: np.ndarray, frames: int, threshold: float) -> tuple[int,
     return int(moving[0]), int(frames - 2 - moving[-1])
 
 
+def frozen_frames(lm: np.ndarray, finite: np.ndarray) -> int:
+    """Frames bit-identical to the previous one (NaN equal to NaN), frames with nothing detected not
+    counted. A strided sample of the values rules most frames out before the full comparison."""
+    if lm.shape[0] < 2:
+        return 0
+    bits = np.ascontiguousarray(lm).view(np.uint32).reshape(lm.shape[0], -1)
+    maybe = np.flatnonzero((bits[1:, ::97] == bits[:-1, ::97]).all(axis=1)) + 1
+    if not maybe.size:
+        return 0
+    same = (bits[maybe] == bits[maybe - 1]).all(axis=1) & finite[maybe].any(axis=1)
+    return int(same.sum())
+
+
 def sequence_quality(landmarks: np.ndarray, layout: Layout, fps: float | None = None, *, units: str | None = None,
                      width: float | None = None, height: float | None = None) -> dict:
     """The ``quality_*`` values of one (frames, points, 3) sequence, as the store columns hold them."""
     lm = np.asarray(landmarks, dtype=np.float32)
     frames = lm.shape[0]
     xy = lm[..., :2]
-    finite = np.isfinite(xy).all(axis=-1)  # (F, P)
+    finite = np.isfinite(lm[..., 0])  # (F, P): sources write a point's x, y, z NaN together
 
     detection = {c.name: float(finite[:, layout.offsets[c.name]:layout.offsets[c.name] + len(c.points)]
                                .any(axis=1).mean()) for c in layout.components}
     no_hand_frames = longest = None
     if layout.hand_components:
-        no_hand = ~finite[:, layout.hand_indices()].any(axis=1)
+        no_hand = ~np.logical_or.reduce([finite[:, idx].any(axis=1) for idx in _hands(layout)])
         no_hand_frames, longest = int(no_hand.sum()), longest_run(no_hand)
 
     shoulders = shoulder_indices(layout)
@@ -135,8 +157,7 @@ def sequence_quality(landmarks: np.ndarray, layout: Layout, fps: float | None = 
         if layout.hand_components:
             lead_in, lead_out = idle_counts(hand_motion(xy, finite, layout) / size, frames, IDLE_MOTION)
 
-    same = (lm[1:] == lm[:-1]) | (np.isnan(lm[1:]) & np.isnan(lm[:-1]))
-    frozen = int((same.all(axis=(1, 2)) & finite[1:].any(axis=1)).sum()) if frames > 1 else 0
+    frozen = frozen_frames(lm, finite)
 
     outside = None
     scale = None
