@@ -26,6 +26,7 @@ plus one block of distances.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ STEPS = 16  # frames a signature is resampled to
 DIM = 64  # numbers a signature is projected to
 WINDOW_FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7)  # prefix/suffix windows for a clip cut in two
 FRACTION_TOLERANCE = 0.06  # |piece/whole length - window fraction| a containment match allows
-THRESHOLD = 0.05  # RMS distance in shoulder widths below which two sequences are near-duplicates (see tests)
+THRESHOLD = 0.035  # RMS distance in shoulder widths below which two sequences are near-duplicates (see tests)
 BLOCK = 2048  # queries per distance block
 HAND_TIPS = (0, 4, 8, 12, 16, 20)  # wrist and fingertips of a 21-point hand
 BODY_WORDS = ("shoulder", "elbow", "wrist")
@@ -75,61 +76,52 @@ def _fill_gaps(traj: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resample(traj: np.ndarray, start: float, end: float) -> np.ndarray:
-    """(STEPS, S, 2) linear interpolation of frames [start, end] (fractions of the sequence)."""
-    f = traj.shape[0]
-    pos = np.linspace(start * (f - 1), end * (f - 1), STEPS)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, f - 1)
-    w = (pos - lo)[:, None, None]
-    return traj[lo] * (1 - w) + traj[hi] * w
-
-
 def projection(size: int) -> np.ndarray:
     """The fixed (size, DIM) Gaussian projection, scaled so squared norms are kept on average."""
     return (np.random.default_rng(0).standard_normal((size, DIM)) / np.sqrt(DIM)).astype(np.float32)
 
 
-def sequence_signatures(landmarks: np.ndarray, layout: Layout) -> np.ndarray:
-    """(2 + 2 x len(WINDOW_FRACTIONS), DIM) float32: the signature, the mirrored one, then the prefix
-    and suffix windows, each divided by sqrt(STEPS x points x 2) so distances are RMS."""
+@functools.lru_cache(maxsize=16)
+def _plan(layout: Layout) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
+    """Per layout, once: the signature points, their mirror order, the shoulders among them, the projection."""
     sel = signature_points(layout)
     mirror = mirror_indices(layout)
     pos = {int(p): i for i, p in enumerate(sel)}
     mirror_sel = np.asarray([pos.get(int(mirror[p]), i) for i, p in enumerate(sel)], dtype=np.int64)
-    xy = np.asarray(landmarks, dtype=np.float32)[:, sel, :2]
     shoulders = [pos[int(s)] for s in shoulder_indices(layout) if int(s) in pos][:2]
-    with np.errstate(invalid="ignore"), _quiet():
-        if len(shoulders) == 2:
-            mid = np.nanmedian((xy[:, shoulders[0]] + xy[:, shoulders[1]]) / 2, axis=0)
-            size = np.nanmedian(np.linalg.norm(xy[:, shoulders[0]] - xy[:, shoulders[1]], axis=-1))
-        else:
-            mid = np.nanmedian(xy.reshape(-1, 2), axis=0)
-            size = np.nanmedian(np.nanstd(xy, axis=1).sum(axis=-1))
-    if not np.isfinite(size) or size <= 0:
-        size = 1.0
-    mid = np.where(np.isfinite(mid), mid, 0.0)
+    return sel, mirror_sel, shoulders, projection(STEPS * len(sel) * 2)
+
+
+def sequence_signatures(landmarks: np.ndarray, layout: Layout) -> np.ndarray:
+    """(2 + 2 x len(WINDOW_FRACTIONS), DIM) float32: the signature, the mirrored one, then the prefix
+    and suffix windows, each divided by sqrt(STEPS x points x 2) so distances are RMS."""
+    sel, mirror_sel, shoulders, proj = _plan(layout)
+    xy = np.asarray(landmarks, dtype=np.float32)[:, sel, :2]
+    mid, size = np.zeros(2, np.float32), 1.0
+    if len(shoulders) == 2:
+        left, right = xy[:, shoulders[0]], xy[:, shoulders[1]]
+        ok = np.isfinite(left).all(axis=1) & np.isfinite(right).all(axis=1)
+        if ok.any():
+            mid = np.median((left[ok] + right[ok]) / 2, axis=0)
+            size = float(np.median(np.linalg.norm(left[ok] - right[ok], axis=1))) or 1.0
+    elif np.isfinite(xy).any():
+        seen = xy[np.isfinite(xy).all(axis=-1)]
+        mid, size = np.median(seen, axis=0), float(seen.std(axis=0).sum()) or 1.0
     traj = _fill_gaps((xy - mid) / size)
     mirrored = traj[:, mirror_sel] * np.array([-1.0, 1.0], np.float32)
-    parts = [_resample(traj, 0, 1), _resample(mirrored, 0, 1)]
-    for f in WINDOW_FRACTIONS:
-        parts.append(_resample(traj, 0, f))
-    for f in WINDOW_FRACTIONS:
-        parts.append(_resample(traj, 1 - f, 1))
-    flat = np.stack(parts).reshape(len(parts), -1)
-    return (flat @ projection(flat.shape[1])) / np.sqrt(flat.shape[1])
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
+    f = np.asarray(WINDOW_FRACTIONS)
+    starts = np.concatenate([[0.0, 0.0], np.zeros_like(f), 1 - f])
+    ends = np.concatenate([[1.0, 1.0], f, np.ones_like(f)])
+    pos = (starts[:, None] + (ends - starts)[:, None] * np.linspace(0, 1, STEPS)[None]) * (len(traj) - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(traj) - 1)
+    w = (pos - lo)[..., None, None].astype(np.float32)
+    both = np.stack([traj, mirrored])  # view 1 reads the mirrored trajectory, the rest the original
+    src = np.zeros(len(starts), np.int64)
+    src[1] = 1
+    windows = both[src[:, None], lo] * (1 - w) + both[src[:, None], hi] * w  # (views, STEPS, S, 2)
+    flat = windows.reshape(len(starts), -1)
+    return (flat @ proj) / np.sqrt(flat.shape[1])
 
 
 @dataclass
@@ -181,15 +173,20 @@ def near_duplicates(sigs: np.ndarray, splits: np.ndarray, frames: np.ndarray, ke
     for qs in range(0, len(queries), block):
         qi = q_order[qs:qs + block]
         q = queries[qi].astype(np.float32)
-        q_sq = (q ** 2).sum(axis=1)[:, None]
+        # [q, |q|², 1] . [-2t, 1, |t|²] = |q - t|²: one matrix product, one comparison per block
+        q_aug = np.concatenate([q, (q ** 2).sum(axis=1, keepdims=True), np.ones((len(q), 1), np.float32)], axis=1)
         lo, hi = np.searchsorted(t_norm, [q_norm[qi[0]] - slack, q_norm[qi[-1]] + slack])
         for ts in range(lo, hi, 4 * block):
             te = min(ts + 4 * block, hi)
             t = targets[ts:te].astype(np.float32)
-            d2 = q_sq + (t ** 2).sum(axis=1)[None] - 2 * q @ t.T
-            cand_q, cand_t = np.nonzero(d2 <= threshold ** 2)
-            if not cand_q.size:
+            t_aug = np.concatenate([-2 * t, np.ones((len(t), 1), np.float32), (t ** 2).sum(axis=1, keepdims=True)],
+                                   axis=1)
+            d2 = q_aug @ t_aug.T
+            rows = np.flatnonzero(d2.min(axis=1) <= threshold ** 2)  # one pass; matches are rare
+            if not rows.size:
                 continue
+            cand_q, cand_t = np.nonzero(d2[rows] <= threshold ** 2)
+            cand_q = rows[cand_q]
             a, b = q_owner[qi[cand_q]], t_owner[ts + cand_t]
             frac = t_fraction[ts + cand_t]
             ok = (splits[a] != splits[b]) & ((frac == 1.0) | (np.abs(frames[a] / frames[b] - frac) <= FRACTION_TOLERANCE))
