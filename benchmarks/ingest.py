@@ -1,12 +1,14 @@
 """Ingest throughput against a naive baseline and the pyarrow floor, and peak memory as data doubles.
 
-    python benchmarks/ingest.py [--islr 2000] [--fs-files 20] [--fs-per-file 200] [--workers 2]
+    python benchmarks/ingest.py [--islr 2000] [--fs-files 20] [--fs-per-file 200] [--workers 2] [--qc-only]
 
 * ours: ``sltdata.ingest.ingest`` (validation, reshape, zstd Parquet store, rejects report).
 * naive: what public Kaggle notebooks do: pandas ``read_csv`` + ``iterrows``, ``pd.read_parquet`` per
   sequence (ISLR) or per file then a boolean filter per sequence (Fingerspelling), reshape with
   ``.values.reshape``; results kept in a list, nothing written.
 * floor: ``pyarrow.parquet.read_table`` of the same files into memory, nothing else.
+* QC: ours with and without the quality scores (``ingest(..., quality=False)``), best of 3 each,
+  alternating; the overhead goal is <= 15%.
 
 Each measurement runs in a fresh process; peak memory is that process's max RSS.
 """
@@ -60,11 +62,11 @@ def run_floor(root: Path, manifest: str) -> int:
     return rows
 
 
-def run_ours(root: Path, recipe: str, workers: int) -> int:
+def run_ours(root: Path, recipe: str, workers: int, quality: bool = True) -> int:
     from sltdata.ingest import ingest
 
     with tempfile.TemporaryDirectory() as d:
-        r = ingest(recipe, root, Path(d) / "store", workers=workers)
+        r = ingest(recipe, root, Path(d) / "store", workers=workers, quality=quality)
         return r.stored
 
 
@@ -80,8 +82,8 @@ def peak_rss_mb() -> float:
 def child(args) -> None:
     root = Path(args.root)
     t = time.perf_counter()
-    if args.what == "ours":
-        n = run_ours(root, args.recipe, args.workers)
+    if args.what in ("ours", "ours-noqc"):
+        n = run_ours(root, args.recipe, args.workers, quality=args.what == "ours")
     elif args.what == "floor":
         n = run_floor(root, "train.csv")
     elif args.recipe == "kaggle-islr":
@@ -122,12 +124,44 @@ def report(name: str, root: Path, recipe: str, workers: int) -> None:
           f"cost over the floor: {results['ours']['seconds'] / results['floor']['seconds']:.2f}x (goal <= 2x)")
 
 
+def qc_seconds(root: Path, recipe: str) -> tuple[float, int]:
+    """CPU seconds of ``sequence_quality`` alone over every sequence of the ingested store (1 thread)."""
+    from sltdata.ingest import ingest
+    from sltdata.quality import sequence_quality
+    from sltdata.store import Store
+
+    with tempfile.TemporaryDirectory() as d:
+        ingest(recipe, root, Path(d) / "s", quality=False)
+        store = Store(Path(d) / "s")
+        seqs = list(store)
+        t = time.process_time()
+        for s in seqs:
+            sequence_quality(s.landmarks, store.layout(s.layout), s.fps)
+        return time.process_time() - t, len(seqs)
+
+
+def report_qc(name: str, root: Path, recipe: str, workers: int, repeats: int = 3) -> None:
+    """Ingest time with and without the quality scores (best of ``repeats``, alternating), and the
+    scores' own CPU time against a 1-worker ingest (steadier on a shared machine)."""
+    on, off = [], []
+    for _ in range(repeats):
+        off.append(measure("ours-noqc", root, recipe, workers)["seconds"])
+        on.append(measure("ours", root, recipe, workers)["seconds"])
+    print(f"{name}: ingest {min(off):.2f} s without QC, {min(on):.2f} s with QC ({workers} workers, best of "
+          f"{repeats}): QC adds {100 * (min(on) / min(off) - 1):+.1f}% (goal <= 15%)")
+    qc, n = qc_seconds(root, recipe)
+    one = min(measure("ours-noqc", root, recipe, 1)["seconds"] for _ in range(repeats))
+    print(f"{name}: the scores alone take {qc:.2f} CPU s for {n} sequences ({1000 * qc / n:.2f} ms each), "
+          f"{100 * qc / one:.1f}% of a 1-worker ingest without QC ({one:.2f} s)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--islr", type=int, default=2000)
     p.add_argument("--fs-files", type=int, default=20)
     p.add_argument("--fs-per-file", type=int, default=200)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--qc-only", action="store_true", help="Only measure what the quality scores add to ingest.")
     p.add_argument("--child"), p.add_argument("--root"), p.add_argument("--recipe")
     args = p.parse_args()
     if args.child:
@@ -142,6 +176,10 @@ def main() -> None:
         islr2 = synth("kaggle-islr", d / "islr2", sequences=2 * args.islr, classes=20, participants=20, seed=1)
         fs = synth("kaggle-fingerspelling", d / "fs", files=args.fs_files, sequences_per_file=args.fs_per_file,
                    supplemental_files=0)
+        report_qc("kaggle-islr", islr, "kaggle-islr", args.workers)
+        report_qc("kaggle-fingerspelling", fs, "kaggle-fingerspelling", args.workers)
+        if args.qc_only:
+            return
         report("kaggle-islr", islr, "kaggle-islr", args.workers)
         report("kaggle-fingerspelling", fs, "kaggle-fingerspelling", args.workers)
         a, b = measure("ours", islr, "kaggle-islr", args.workers), measure("ours", islr2, "kaggle-islr", args.workers)

@@ -25,6 +25,7 @@ from sltdata.errors import SourceError, StoreError
 from sltdata.layouts import Layout, get_layout, map_layout
 from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
 from sltdata.plan import Group, plan_ingest
+from sltdata.quality import sequence_quality
 from sltdata.recipes import Recipe, load_recipe
 from sltdata.sequence import Sequence
 from sltdata.sources import Source, coordinate_problem, get_source
@@ -238,10 +239,12 @@ def pack_parts(groups: list[_Group], part_size: int) -> list[list[_Group]]:
     return parts
 
 
-def _fingerprint(recipe: Recipe, source: Source, parts: list[list[_Group]]) -> str:
+def _fingerprint(recipe: Recipe, source: Source, parts: list[list[_Group]], quality: bool = True) -> str:
     what = [recipe.name, recipe.source, recipe.columns, source.max_abs_coordinate]  # all that decides the bytes
     if recipe.layout_map:
         what.append(recipe.layout_map)
+    if not quality:  # (appended only when off, so stores ingested before quality scores keep their fingerprint)
+        what.append("no-quality")
     h = hashlib.sha256(json.dumps(what, sort_keys=True).encode())
     for part in parts:
         for g in part:
@@ -252,13 +255,19 @@ def _fingerprint(recipe: Recipe, source: Source, parts: list[list[_Group]]) -> s
     return h.hexdigest()
 
 
-def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Group]) -> dict:
+def _quality(seq: Sequence, layout: Layout) -> dict:
+    """The sequence's quality scores; units and frame size when the sequence carries them."""
+    return sequence_quality(seq.landmarks, layout, seq.fps, units=getattr(seq, "units", None),
+                            width=getattr(seq, "width", None), height=getattr(seq, "height", None))
+
+
+def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Group], quality: bool = True) -> dict:
     """Read one part's files and write it; returns its sidecar (counts and rejects)."""
     sidecar = out / f"part-{index:06d}.json"
     parquet = out / part_name(index)
     if parquet.is_file() and sidecar.is_file():
         return json.loads(sidecar.read_text(encoding="utf-8"))
-    sequences, rejects = [], []
+    sequences, rejects, scores = [], [], []
     layout_map = source.recipe.layout_map or {}
     for g in part:
         try:
@@ -277,12 +286,14 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
                 rejects.append(bad)
             else:  # provenance: the file it was read from, as the plan names it (relative to the root)
                 sequences.append(res if res.source_file else replace(res, source_file=g.file))
+                if quality:
+                    scores.append(_quality(sequences[-1], source.layout(res.layout)))
     info = {"file": parquet.name, "sequences": len(sequences), "frames": int(sum(s.frames for s in sequences)),
             "layouts": sorted({s.layout for s in sequences}),
             "layout_definitions": [source.layout(n).to_dict() for n in sorted({s.layout for s in sequences})],
             "rejects": [json.loads(r.to_json()) for r in rejects]}
     write_json_atomic(sidecar, info)  # sidecar first: a part is finished once its parquet exists
-    write_part(parquet, sequences)
+    write_part(parquet, sequences, scores if quality else None)
     return info
 
 
@@ -303,9 +314,10 @@ def _start(out: Path, fingerprint: str, n_parts: int, overwrite: bool) -> None:
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
            workers: int = WORKERS, part_size: int = PART_SIZE, overwrite: bool = False,
            progress: Callable[[int, int], None] | None = None, strict: bool = False,
-           layout_map: dict[str, str] | None = None) -> IngestResult:
+           layout_map: dict[str, str] | None = None, quality: bool = True) -> IngestResult:
     """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``.
 
+    ``quality=False`` leaves the ``quality_*`` columns null (for measuring what the scores cost).
     ``progress(rows_done, rows_total)`` is called as manifest rows are settled (stored or rejected).
     ``strict`` refuses to derive a label or character map the recipe names but the root lacks.
     """
@@ -327,7 +339,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         progress(done, n_rows)
     parts = pack_parts(groups, part_size)
 
-    fingerprint = _fingerprint(recipe, source, parts)
+    fingerprint = _fingerprint(recipe, source, parts, quality)
     with outputs.writing(out, "sltdata ingest"):  # locked; a full or read-only disk is one line
         _start(out, fingerprint, len(parts), overwrite)
         meta_path = out / META_FILE
@@ -336,7 +348,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
 
         infos: list[dict] = []
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(_run_part, source, root, out, i, part) for i, part in enumerate(parts)]
+            futures = [pool.submit(_run_part, source, root, out, i, part, quality) for i, part in enumerate(parts)]
             for part, fut in zip(parts, futures):
                 infos.append(fut.result())
                 done += sum(len(g.rows) for g in part)

@@ -133,8 +133,32 @@ def plot_folds(stats: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_quality(stats: dict, path: Path) -> Path | None:
+    """One histogram per quality score (the ``quality`` section of the stats), in a grid."""
+    q = stats.get("quality")
+    scores = {k: v for k, v in (q or {}).get("scores", {}).items() if v.get("sequences")}
+    if not scores:
+        return None
+    plt = _pyplot()
+    cols = 3
+    rows = -(-len(scores) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 3.2 * rows), squeeze=False)
+    for ax, (name, d) in zip(axes.flat, scores.items()):
+        edges, counts = d["histogram"]["edges"], d["histogram"]["counts"]
+        ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges[:-1], edges[1:])], align="edge",
+               color="tab:purple", edgecolor="white")
+        ax.set_title(f"{name.removeprefix('quality_').replace('_', ' ')} (median {d['percentiles']['p50']:.3g})",
+                     fontsize=10)
+        ax.set_ylabel("sequences")
+    for ax in list(axes.flat)[len(scores):]:
+        ax.axis("off")
+    fig.suptitle(f"Quality scores ({stats['sequences']} sequences)")
+    return _save(fig, path)
+
+
 PLOTS = {"lengths.png": plot_lengths, "class_counts.png": plot_class_counts,
-         "hand_detection.png": plot_hand_detection, "folds.png": plot_folds}
+         "hand_detection.png": plot_hand_detection, "folds.png": plot_folds,
+         "quality.png": plot_quality}
 
 
 def write_plots(stats: dict, out_dir: str | Path) -> list[Path]:

@@ -34,7 +34,7 @@ from sltdata.errors import StoreError
 from sltdata.layouts import Layout
 from sltdata.shards import INDEX_FILE, ShardError, ShardIndex, iter_samples
 from sltdata.shards.index import index_path
-from sltdata.store import META_FILE, Store
+from sltdata.store import META_FILE, QUALITY_COLUMNS, Store
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,11 @@ def _store_stats(store: Store, landmarks: bool, max_lengths, rarest: int, batch_
     out = {"source": {"kind": "store", "path": str(store.path)}}
     out.update(_metadata_stats(con, max_lengths, rarest, has_folds=False))
     out["detection"] = _detection(_store_landmark_batches(store, batch_size), store.layout) if landmarks else None
+    if store.has_quality:
+        con.read_parquet(files).select(", ".join(QUALITY_COLUMNS)).create_view("quality")
+        out["quality"] = quality_stats(con)
+    else:  # a store ingested before quality scores: "not computed", never zeros
+        out["quality"] = None
     con.close()
     out["spaces"] = _spaces(store.metadata(_SPACE_FIELDS))
     return out
@@ -120,6 +125,7 @@ def _shard_stats(index: ShardIndex, landmarks: bool, max_lengths, rarest: int) -
     con.register("meta", table)
     out = {"source": {"kind": "shards", "path": str(index.path)}}
     out.update(_metadata_stats(con, max_lengths, rarest, has_folds=True))
+    out["quality"] = None  # quality scores live in the store, not in the shards' sample records
     con.close()
     if landmarks and index.transform:
         log.warning("%s: shards hold transformed features; detection rates need the raw store", index.path)
@@ -250,6 +256,48 @@ def _fold_stats(con) -> dict:
     return {"splits": folds,
             "participants_in_several": {p: list(fs) for p, fs in shared},
             "participant_disjoint": not shared}
+
+
+# ---------------------------------------------------------------------------------------------
+# quality scores (the store's quality_* columns, DuckDB)
+
+QUALITY_SCORES = ("quality_no_hand_frames", "quality_longest_no_hand", "quality_jitter", "quality_frozen_frames",
+                  "quality_outside_frame", "quality_idle_lead_in", "quality_idle_lead_out")
+
+
+def _distribution(con, expr: str, source: str) -> dict:
+    """Count of values, min/mean/max, percentiles and a HISTOGRAM_BINS-bin histogram of ``expr``."""
+    qs = ", ".join(f"quantile_cont(v, {p / 100})" for p in PERCENTILES)
+    row = con.execute(f"SELECT count(v), min(v), max(v), avg(v), {qs} FROM (SELECT {expr} AS v FROM {source})"
+                      ).fetchone()
+    n = int(row[0])
+    if not n:
+        return {"sequences": 0}
+    lo, hi = float(row[1]), float(row[2])
+    width = (hi - lo) / HISTOGRAM_BINS or 1.0
+    bins = dict(con.execute(f"SELECT least(CAST(floor((v - {lo}) / {width}) AS BIGINT), {HISTOGRAM_BINS - 1}) AS b, "
+                            f"count(*) FROM (SELECT {expr} AS v FROM {source}) WHERE v IS NOT NULL GROUP BY b"
+                            ).fetchall())
+    nbins = HISTOGRAM_BINS if hi > lo else 1
+    return {"sequences": n, "min": lo, "max": hi, "mean": float(row[3]),
+            "percentiles": {f"p{p}": float(v) for p, v in zip(PERCENTILES, row[4:])},
+            "histogram": {"edges": [lo + i * width for i in range(nbins + 1)],
+                          "counts": [int(bins.get(i, 0)) for i in range(nbins)]}}
+
+
+def quality_stats(con) -> dict:
+    """Distributions of the quality scores over the view ``quality`` (one row per sequence)."""
+    out = {"scores": {c: _distribution(con, c, "quality") for c in QUALITY_SCORES}}
+    comps = [c for (c,) in con.execute("SELECT DISTINCT unnest(map_keys(quality_detection)) AS c FROM quality "
+                                       "ORDER BY c").fetchall()]
+    out["detection"] = {c: _distribution(con, f"quality_detection['{c.replace(chr(39), chr(39) * 2)}']", "quality")
+                        for c in comps}
+    out["fps_anomalies"] = int(con.execute("SELECT count(*) FILTER (WHERE quality_fps_anomaly) FROM quality"
+                                           ).fetchone()[0])
+    out["idle"] = dict(zip(("with_lead_in", "with_lead_out"), map(int, con.execute(
+        "SELECT count(*) FILTER (WHERE quality_idle_lead_in > 0), count(*) FILTER (WHERE quality_idle_lead_out > 0) "
+        "FROM quality").fetchone())))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

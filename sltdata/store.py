@@ -65,6 +65,25 @@ SCHEMA = pa.schema([
     ("landmarks", pa.list_(pa.float32())),
 ])
 
+# --- Quality columns (sltdata.quality computes them at ingest; see its docstring for each meaning) ---
+# Nullable and additive: a store written before them lacks them and stays readable (stats says "not
+# computed"); a sequence written without quality (``quality=None``) has nulls.
+QUALITY_SCHEMA = pa.schema([
+    ("quality_detection", pa.map_(pa.string(), pa.float32())),  # component -> share of frames detected
+    ("quality_no_hand_frames", pa.int32()),
+    ("quality_longest_no_hand", pa.int32()),
+    ("quality_jitter", pa.float32()),  # body sizes per frame
+    ("quality_frozen_frames", pa.int32()),
+    ("quality_outside_frame", pa.float32()),  # share of detected points
+    ("quality_idle_lead_in", pa.int32()),
+    ("quality_idle_lead_out", pa.int32()),
+    ("quality_fps_anomaly", pa.bool_()),
+])
+QUALITY_COLUMNS = tuple(QUALITY_SCHEMA.names)
+# --- Merge provenance (sltdata.merge): the name of the store a merged sequence came from; null otherwise ---
+MERGED_FROM = "merged_from"
+SCHEMA = pa.schema([*SCHEMA, *QUALITY_SCHEMA, (MERGED_FROM, pa.string())])
+
 
 def conform(table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
     """A table or batch of a store part in today's schema: columns that an older store lacks are added
@@ -107,8 +126,9 @@ def part_name(index: int) -> str:
     return f"part-{index:06d}.parquet"
 
 
-def sequences_to_table(sequences: list[Sequence]) -> pa.Table:
-    """Pack sequences into one Arrow table; landmarks concatenated into a single float32 buffer."""
+def sequences_to_table(sequences: list[Sequence], quality: list[dict] | None = None) -> pa.Table:
+    """Pack sequences into one Arrow table; landmarks concatenated into a single float32 buffer.
+    ``quality``: each sequence's ``quality_*`` values (``sltdata.quality``), else nulls."""
     flat = [np.ascontiguousarray(s.landmarks, dtype=np.float32).reshape(-1) for s in sequences]
     sizes = np.fromiter((f.size for f in flat), dtype=np.int64, count=len(flat))
     offsets = np.zeros(len(flat) + 1, dtype=np.int32)
@@ -127,14 +147,22 @@ def sequences_to_table(sequences: list[Sequence]) -> pa.Table:
         "points": [s.points for s in sequences],
         **{c: [getattr(s, c) for s in sequences] for c in PROVENANCE_COLUMNS},
     }
-    arrays = [pa.array(cols[f.name], type=f.type) for f in SCHEMA if f.name != "landmarks"]
-    return pa.Table.from_arrays([*arrays, landmarks], schema=SCHEMA)
+    for name in QUALITY_COLUMNS:
+        cols[name] = [None] * len(sequences) if quality is None else [q.get(name) for q in quality]
+    cols[MERGED_FROM] = [None] * len(sequences)
+    return pa.Table.from_arrays([landmarks if f.name == "landmarks" else pa.array(cols[f.name], type=f.type)
+                                 for f in SCHEMA], schema=SCHEMA)
 
 
-def write_part(path: Path, sequences: list[Sequence]) -> None:
+def write_part(path: Path, sequences: list[Sequence], quality: list[dict] | None = None) -> None:
     """Write one part atomically (temporary name, then rename). Deterministic bytes for equal input."""
+    write_table(path, sequences_to_table(sequences, quality))
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write a table of ``SCHEMA`` as one part, atomically, with the store's Parquet settings."""
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(sequences_to_table(sequences), tmp, compression="zstd", row_group_size=1024,
+    pq.write_table(table, tmp, compression="zstd", row_group_size=1024,
                    write_statistics=["key", "label", "participant", "frames"])
     os.replace(tmp, path)
 
@@ -219,6 +247,11 @@ class Store:
     def characters(self) -> dict[str, int] | None:
         """Character -> index for text datasets (publisher's map when it ships one)."""
         return self.meta.get("characters")
+
+    @property
+    def has_quality(self) -> bool:
+        """Whether the parts carry the ``quality_*`` columns (stores ingested before them do not)."""
+        return bool(self.parts) and set(QUALITY_COLUMNS) <= set(pq.read_schema(self.parts[0]).names)
 
     def metadata(self, columns: tuple[str, ...] = METADATA_COLUMNS) -> pa.Table:
         """Every sequence's metadata, no landmarks read."""

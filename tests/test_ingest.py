@@ -350,12 +350,12 @@ def test_killed_run_rerun_finishes_without_duplicates(tmp_path, islr_raw, monkey
     real = ingest_mod.write_part
     calls = {"n": 0}
 
-    def dies_on_third(path, seqs):
+    def dies_on_third(path, seqs, *rest):
         calls["n"] += 1
         if calls["n"] == 3:
             path.with_name(path.name + ".tmp").write_bytes(b"half a part")
             raise KeyboardInterrupt
-        real(path, seqs)
+        real(path, seqs, *rest)
 
     monkeypatch.setattr(ingest_mod, "write_part", dies_on_third)
     with pytest.raises(KeyboardInterrupt):

@@ -34,8 +34,8 @@ console = Console(stderr=True)
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("sltdata.cli.quickstart", "sltdata.cli.data", "sltdata.cli.extract", "sltdata.cli.shard",
-                   "sltdata.cli.stats", "sltdata.cli.keys", "sltdata.cli.train",
-                   "sltdata.cli.predict")
+                   "sltdata.cli.stats", "sltdata.cli.keys", "sltdata.cli.audit", "sltdata.cli.merge",
+                   "sltdata.cli.train", "sltdata.cli.predict")
 
 # Import names whose distribution is named differently; every other module is looked up by its own
 # name ('_' and '-' alike), e.g. rouge_score -> rouge-score.

@@ -37,6 +37,11 @@ def shard(
     max_shard_bytes: int = typer.Option(DEFAULT_MAX_BYTES, help="Start a new shard before it would pass this size."),
     transform: Optional[Path] = typer.Option(None, help="Transform config (YAML): store features instead of raw landmarks."),
     overwrite: bool = typer.Option(False, help="Replace shards already in --out."),
+    where: Optional[str] = typer.Option(None, help="SQL predicate (DuckDB) over the store's metadata and quality "
+                                                   "columns; only matching sequences are sharded, e.g. "
+                                                   "\"quality_jitter < 0.02 AND frames >= 10\"."),
+    trim_idle: bool = typer.Option(False, help="Cut each sequence's idle lead-in and lead-out (the stored "
+                                               "quality_idle_* counts)."),
 ):
     """Assign participant-grouped folds and write WebDataset shards with an index.json.
 
@@ -52,10 +57,14 @@ def shard(
         task = bar.add_task("shard", total=len(s))
         index = write_shards(s, out, folds=folds, test_fraction=test_fraction, seed=seed,
                              max_samples_per_shard=max_samples_per_shard, max_shard_bytes=max_shard_bytes,
-                             transform=transform, overwrite=overwrite, progress=lambda n: bar.advance(task, n))
+                             transform=transform, overwrite=overwrite, progress=lambda n: bar.advance(task, n),
+                             where=where, trim_idle=trim_idle)
     total = sum(v["samples"] for v in index.splits.values())
     typer.echo(f"wrote {total} sequences in {len(index.shards)} shard(s) to {out} "
                f"({'stratified' if index.data['stratified'] else 'grouped'} folds, seed {seed})")
+    if index.data.get("where"):
+        w = index.data["where"]
+        typer.echo(f"  --where kept {w['kept']} of {w['sequences']} sequences; filtered out {w['filtered_out']}")
     _print_plan(index)
     if index.data.get("ungrouped_sequences"):
         typer.echo(f"  note: {index.data['ungrouped_sequences']} sequence(s) have no participant; each is its own group")

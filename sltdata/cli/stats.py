@@ -71,6 +71,8 @@ def print_stats(stats: dict, out: Console) -> None:
                       str(r["sequences"]))
         out.print(t)
 
+    _print_quality(stats, out)
+
     text = stats["text"]
     if text:
         t = Table("phrases", title="Text")
@@ -91,6 +93,28 @@ def print_stats(stats: dict, out: Console) -> None:
         else:
             for p, fs in folds["participants_in_several"].items():
                 out.print(f"[bold red]participant {p} is in several splits: {', '.join(fs)}[/]")
+
+
+def _print_quality(stats: dict, out: Console) -> None:
+    if stats["source"]["kind"] != "store":
+        return
+    q = stats.get("quality")
+    if not q:
+        out.print("quality scores: not computed (the store was ingested before them; re-ingest to compute them)")
+        return
+    cols = ["p5", "p50", "p95", "p99"]
+    t = Table("score", "sequences", "min", *cols, "max", title="Quality (per sequence)")
+    rows = [(k.removeprefix("quality_").replace("_", " "), v) for k, v in q["scores"].items()]
+    rows += [(f"{c.replace('_', ' ')} detected", v) for c, v in q["detection"].items()]
+    for name, d in rows:
+        if not d["sequences"]:
+            t.add_row(name, "0", *["not computed"] + [""] * (len(cols) + 1))
+            continue
+        t.add_row(name, str(d["sequences"]), f"{d['min']:.3g}", *(f"{d['percentiles'][c]:.3g}" for c in cols),
+                  f"{d['max']:.3g}")
+    out.print(t)
+    out.print(f"{q['idle']['with_lead_in']} sequence(s) with an idle lead-in, {q['idle']['with_lead_out']} with an "
+              f"idle lead-out; {q['fps_anomalies']} with a missing or implausible fps")
 
 
 @app.command()

@@ -39,6 +39,8 @@ import numpy as np
 
 from sltdata import outputs
 from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
+from sltdata.errors import ConfigError
+from sltdata.folds import assign_folds
 from sltdata.shards import tar
 from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION,
                                   JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, MEMBER_DIGEST, MEMBER_SUMS_SUFFIX,
@@ -216,11 +218,50 @@ def _store_summary(store: Store) -> dict:
             "counts": store.meta.get("counts"), "store_json_sha256": hashlib.sha256(meta_bytes).hexdigest()}
 
 
+def select_keys(store: Store, where: str) -> tuple[set[str], int]:
+    """Keys of the sequences for which the SQL predicate ``where`` holds, and how many there are in all.
+
+    DuckDB evaluates it over every column of the store's Parquet parts except ``landmarks``
+    (metadata and the ``quality_*`` scores), copied into an in-memory table named ``sequences``;
+    file access is then switched off, so a predicate can read nothing but that table."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    if not store.parts:
+        return set(), 0
+    names = [n for n in pq.read_schema(store.parts[0]).names if n != "landmarks"]
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TABLE sequences AS SELECT " + ", ".join(f'"{n}"' for n in names) +
+                    " FROM read_parquet(?)", [[str(p) for p in store.parts]])
+        con.execute("SET enable_external_access = false")
+        total = int(con.execute("SELECT count(*) FROM sequences").fetchone()[0])
+        try:
+            kept = {k for (k,) in con.execute(f"SELECT key FROM sequences WHERE ({where})").fetchall()}
+        except duckdb.Error as e:
+            reason = str(e).splitlines()[0]
+            if "quality_" in where and not store.has_quality:
+                reason += " (this store was ingested before quality scores; re-ingest it to filter on them)"
+            raise ConfigError(f"--where {where!r}: {reason}") from None
+    finally:
+        con.close()
+    return kept, total
+
+
+def _idle_trim(m: dict) -> tuple[int, int]:
+    """(lead-in, lead-out) frames to cut, (0, 0) when unknown or when nothing would be left."""
+    a, b = m.get("quality_idle_lead_in"), m.get("quality_idle_lead_out")
+    if a is None or b is None or a + b >= m["frames"]:
+        return 0, 0
+    return int(a), int(b)
+
+
 def write_shards(store: Store | str | Path, out: str | Path, folds: int = FOLD_DEFAULTS.folds,
                  test_fraction: float = FOLD_DEFAULTS.test_fraction, seed: int = FOLD_DEFAULTS.seed,
                  max_samples_per_shard: int = DEFAULT_MAX_SAMPLES,
                  max_shard_bytes: int = DEFAULT_MAX_BYTES, transform=None, overwrite: bool = False,
-                 progress: Callable[[int], None] | None = None) -> "ShardIndex":
+                 progress: Callable[[int], None] | None = None, where: str | None = None,
+                 trim_idle: bool = False) -> "ShardIndex":
     """Write a store as WebDataset shards by fold; returns the written index.
 
     Streams the store batch by batch, so memory holds one batch plus the fold plan. ``transform``
@@ -231,22 +272,43 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = FOLD_D
     ``out`` is never the store (nor inside it, nor around it), and one run at a time writes it: a
     second run fails at once naming the first (``sltdata.outputs``). ``overwrite`` removes only
     shard files and the index (``_clean``), never anything else in ``out``.
+
+    ``where``: an SQL predicate over the store's metadata and quality columns (``select_keys``);
+    only the sequences it keeps are assigned folds and written, and the index records how many it
+    filtered out. ``trim_idle`` cuts each sequence's idle lead-in and lead-out (the stored
+    ``quality_idle_*`` counts; a sequence that would be left empty is kept whole) and records the
+    cut as ``trimmed: [lead_in, lead_out]`` in its ``KEY.json``.
     """
     store = store if isinstance(store, Store) else Store(store)
     outputs.check_apart(out, [store.path])
     with outputs.writing(out, "sltdata shard"):
         return _write_shards(store, Path(out), folds, test_fraction, seed, max_samples_per_shard, max_shard_bytes,
-                             transform, overwrite, progress)
+                             transform, overwrite, progress, where, trim_idle)
 
 
 def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, seed: int, max_samples_per_shard: int,
                   max_shard_bytes: int, transform, overwrite: bool,
-                  progress: Callable[[int], None] | None) -> "ShardIndex":
+                  progress: Callable[[int], None] | None, where: str | None, trim_idle: bool) -> "ShardIndex":
     if max_samples_per_shard < 1 or max_shard_bytes < 1:
         raise ShardError("--max-samples-per-shard and --max-shard-bytes must be positive")
     if (out / INDEX_FILE).exists() and not overwrite:
         raise ShardError(f"{out} already holds shards ({INDEX_FILE}); pass --overwrite to replace them")
-    plan = assign_store_folds(store, folds=folds, test_fraction=test_fraction, seed=seed)
+    if trim_idle and not store.has_quality:
+        raise ShardError(f"{store.path}: --trim-idle needs the store's idle counts, and it was ingested before "
+                         "quality scores; re-ingest it")
+    kept, filtering = None, None
+    if where is not None:
+        kept, total = select_keys(store, where)
+        if not kept:
+            raise ShardError(f"--where {where!r} keeps none of the {total} sequences")
+        filtering = {"predicate": where, "sequences": total, "kept": len(kept), "filtered_out": total - len(kept)}
+        meta = store.metadata(("key", "participant", "label"))
+        rows = [(k, p, l) for k, p, l in zip(*(meta.column(c).to_pylist() for c in ("key", "participant", "label")))
+                if k in kept]
+        plan = assign_folds([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], folds=folds,
+                            test_fraction=test_fraction, seed=seed)
+    else:
+        plan = assign_store_folds(store, folds=folds, test_fraction=test_fraction, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)
 
@@ -264,10 +326,13 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
     texts_seen, layouts = [], set()
     need_chars = store.characters is None
     try:
+        columns = list(METADATA_COLUMNS) + (["quality_idle_lead_in", "quality_idle_lead_out"] if trim_idle else [])
         for batch in _prefetch(store.iter_batches()):
-            meta = batch.select(list(METADATA_COLUMNS)).to_pylist()
+            meta = batch.select(columns).to_pylist()
             for m, lm in zip(meta, table_landmarks(batch)):
                 key = m["key"]
+                if kept is not None and key not in kept:
+                    continue
                 safe = sanitize_key(key)
                 if safe in safe_keys:
                     raise ShardError(f"keys {safe_keys[safe]!r} and {key!r} map to the same shard key {safe!r}")
@@ -277,6 +342,11 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
                     texts_seen.append(m["text"])
                 layouts.add(m["layout"])
                 record = sample_record(m, split)
+                if trim_idle:
+                    a, b = _idle_trim(m)
+                    lm = lm[a:m["frames"] - b]
+                    m["frames"] = record["frames"] = int(lm.shape[0])
+                    record["trimmed"] = [a, b]
                 if cfg is None:
                     arr = np.ascontiguousarray(lm, dtype=np.float32)
                     members = [(f"{safe}.{LANDMARKS_MEMBER}", [npy_header(arr), arr.data])]
@@ -324,6 +394,8 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
         "transform": None if cfg is None else cfg.to_dict(),  # load_transform_config(index["transform"]) rebuilds it
         "feature_dim": None if cfg is None else {k: int(p.feature_dim) for k, p in sorted(pipelines.items())},
         "store": _store_summary(store),
+        "where": filtering,  # None, or the predicate and how many sequences it kept and filtered out
+        "trim_idle": trim_idle,
     }
     write_json_atomic(out / INDEX_FILE, index)
     return ShardIndex(out, index)
