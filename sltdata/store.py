@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sltdata import fs
 from sltdata.errors import ConfigError, StoreError
 from sltdata.layouts import Layout, get_layout
 from sltdata.sequence import Sequence
@@ -104,12 +105,14 @@ def write_part(path: Path, sequences: list[Sequence]) -> None:
     pq.write_table(sequences_to_table(sequences), tmp, compression="zstd", row_group_size=1024,
                    write_statistics=["key", "label", "participant", "frames"])
     os.replace(tmp, path)
+    fs.committed(path)
 
 
 def write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+    fs.committed(path)
 
 
 def table_landmarks(table: pa.Table | pa.RecordBatch) -> list[np.ndarray]:
@@ -139,7 +142,7 @@ class Store:
     """A finished sequence store, opened for reading."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = fs.as_path(path)  # a local Path, or an fsspec RemotePath streamed part by part
         meta_path = self.path / META_FILE
         if not meta_path.is_file() and (self.path / "plan.json").is_file():
             raise StoreError(f"{self.path}: ingest did not finish; re-run the same `sltdata ingest` to complete it")
@@ -191,11 +194,11 @@ class Store:
         """Every sequence's metadata, no landmarks read."""
         if not self.parts:
             return SCHEMA.empty_table().select(list(columns))
-        return pa.concat_tables(pq.read_table(p, columns=list(columns)) for p in self.parts)
+        return pa.concat_tables(pq.read_table(fs.arrow_source(p), columns=list(columns)) for p in self.parts)
 
     def iter_batches(self, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
         for p in self.parts:
-            yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size)
+            yield from pq.ParquetFile(fs.arrow_source(p)).iter_batches(batch_size=batch_size)
 
     def __iter__(self) -> Iterator[Sequence]:
         """Stream sequences part by part in store order; memory stays bounded by one batch."""
@@ -206,7 +209,8 @@ class Store:
         """One sequence by key (reads only the row groups whose statistics may hold it)."""
         import pyarrow.dataset as ds
 
-        table = ds.dataset(self.parts, format="parquet").to_table(filter=ds.field("key") == key)
+        paths, filesystem = fs.arrow_dataset_args(self.parts)
+        table = ds.dataset(paths, format="parquet", filesystem=filesystem).to_table(filter=ds.field("key") == key)
         if table.num_rows == 0:
             raise StoreError(f'{self.path}: no sequence with key {key!r} (run "sltdata keys {self.path}" to list them)')
         return next(iter(table_sequences(table.slice(0, 1))))
