@@ -103,8 +103,9 @@ def url_to_fs(url: str):
 
     try:
         return fsspec.core.url_to_fs(str(url), **storage_options())
-    except ImportError as e:  # s3fs / gcsfs missing: the CLI names the extra that brings it
-        raise e
+    except ImportError as e:  # s3fs / gcsfs missing: one line naming what to install
+        hint = " (pip install 'sltdata[s3]')" if str(url).startswith(("s3://", "s3a://")) else ""
+        raise ConfigError(f"{display(url)}: {str(e).splitlines()[0]}{hint}") from None
     except ValueError as e:
         raise ConfigError(f"{display(url)}: {e}") from None
 

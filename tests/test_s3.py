@@ -4,6 +4,7 @@ The server is moto's (``ThreadedMotoServer``) on 127.0.0.1, spoken to over HTTP 
 exactly as a real bucket would be; endpoint and (fake) keys come from the standard environment.
 """
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -113,3 +114,23 @@ def test_rerun_into_a_finished_s3_store_resumes_without_rewriting(s3_run, local_
 
 def test_messages_never_show_credentials():
     assert fs.display("s3://user:secret@bucket/key?X-Amz-Signature=abc") == "s3://bucket/key"
+
+
+def test_training_reads_its_shards_from_s3(s3_run, tmp_path):
+    pytest.importorskip("torch")
+    from sltdata.testing.train import tiny_islr_config
+    from sltdata.train.runs import train
+
+    summary = train("islr", f"{s3_run}/shards", tmp_path / "run", tiny_islr_config(train={"epochs": 1}, data={"batch_size": 4}), val_fold=0)
+    dataset = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    assert dataset["labels"] == ShardIndex.open(f"{s3_run}/shards").labels and len(dataset["labels"]) == 5
+    assert summary is not None
+
+
+def test_an_interrupted_s3_ingest_resumes_from_the_parts_on_s3(s3_run, local_run, tmp_path):
+    s3, root = fs.url_to_fs(f"{s3_run}/store")
+    for name in ("store.json", "rejects.jsonl", "part-000001.parquet", "part-000002.parquet", "part-000002.json"):
+        s3.rm_file(f"{root}/{name}")  # what a kill after the first part leaves (plan.json and part 0 stay)
+    ingest("kaggle-islr", f"{s3_run}/raw", f"{s3_run}/store", part_size=16)
+    fs.download_dir(f"{s3_run}/store", tmp_path / "store")
+    assert _files(tmp_path / "store") == _files(local_run / "store")
