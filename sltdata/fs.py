@@ -251,14 +251,31 @@ def install(state: dict) -> None:
             _mirrors[staging] = target
 
 
+def check_apart(out, inputs) -> None:
+    """Refuse a remote output that is, contains or lies inside a remote input (the URL form of
+    ``outputs.check_apart``, which checks local paths)."""
+    from sltdata.outputs import OutputError
+
+    o = display(out).rstrip("/") + "/"
+    for given in inputs:
+        if not is_remote(given):
+            continue
+        i = display(given).rstrip("/") + "/"
+        if o.startswith(i) or i.startswith(o):
+            raise OutputError(f"{display(out)}: is, contains or lies inside the input {display(given)}; "
+                              "choose another --out")
+
+
 @contextmanager
-def output_dir(url) -> Iterator[Path]:
+def output_dir(url, inputs=()) -> Iterator[Path]:
     """A local directory to write the output ``url`` into. Local: the path itself, nothing else
     happens. Remote: a staging directory holding what the remote holds now (so a re-run resumes),
-    every committed file put as it is committed, and the remote synced to it on success."""
+    every committed file put as it is committed, and the remote synced to it on success. ``inputs``:
+    remote inputs the output must keep apart from."""
     if not is_remote(url):
         yield local(url)
         return
+    check_apart(url, inputs)
     url = str(url).rstrip("/")
     fs, root = url_to_fs(url)
     staging = Path(tempfile.mkdtemp(prefix="sltdata-out-"))

@@ -262,7 +262,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     ``workers`` threads); the bytes are the same whichever runs them.
     """
     if fs.is_remote(root) or fs.is_remote(out):
-        with fs.input_dir(root) as local_root, fs.output_dir(out) as local_out:
+        with fs.input_dir(root) as local_root, fs.output_dir(out, [root]) as local_out:
             result = ingest(source_or_recipe, local_root, local_out, manifest=manifest, workers=workers,
                             part_size=part_size, overwrite=overwrite, progress=progress, strict=strict,
                             engine=engine)

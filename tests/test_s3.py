@@ -134,3 +134,13 @@ def test_an_interrupted_s3_ingest_resumes_from_the_parts_on_s3(s3_run, local_run
     ingest("kaggle-islr", f"{s3_run}/raw", f"{s3_run}/store", part_size=16)
     fs.download_dir(f"{s3_run}/store", tmp_path / "store")
     assert _files(tmp_path / "store") == _files(local_run / "store")
+
+
+def test_an_s3_output_inside_its_s3_input_is_refused_before_writing(s3_run):
+    from sltdata.outputs import OutputError
+
+    with pytest.raises(OutputError, match="lies inside the input s3://sltdata-test/raw"):
+        ingest("kaggle-islr", f"{s3_run}/raw", f"{s3_run}/raw/store")
+    with pytest.raises(OutputError, match="input s3://sltdata-test/store"):
+        write_shards(f"{s3_run}/store", f"{s3_run}/store", **SHARD)
+    assert not fs.exists(f"{s3_run}/raw/store")

@@ -182,7 +182,7 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
     e.g. Ray) runs one unit per video instead of ``workers`` local processes; same bytes.
     """
     if fs.is_remote(source) or fs.is_remote(out):
-        with fs.input_dir(source) as local_source, fs.output_dir(out) as local_out:
+        with fs.input_dir(source) as local_source, fs.output_dir(out, [source]) as local_out:
             return extract(local_source, local_out, config, workers=workers, fps=fps, progress=progress,
                            on_inputs=on_inputs, engine=engine)
     if fps is not None and fps <= 0:

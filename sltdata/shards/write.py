@@ -240,7 +240,7 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = FOLD_D
     writes each split as its own unit, every unit reading the store once: same bytes.
     """
     store = store if isinstance(store, Store) else Store(store)
-    with fs.output_dir(out) as local_out:
+    with fs.output_dir(out, [store.path]) as local_out:
         outputs.check_apart(local_out, [store.path] if not fs.is_remote(store.path) else [])
         with outputs.writing(local_out, "sltdata shard"):
             index = _write_shards(store, local_out, folds, test_fraction, seed, max_samples_per_shard,
