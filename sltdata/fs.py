@@ -26,7 +26,6 @@ messages name a URL through :func:`display` (no query string, no user:password).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading
@@ -347,9 +346,3 @@ def download_dir(url, local_dir) -> None:
 def exists(path) -> bool:
     p = as_path(path)
     return p.exists()
-
-
-def os_replace(tmp, final) -> None:
-    """``os.replace`` and commit (the write-then-commit of every writer)."""
-    os.replace(tmp, final)
-    committed(final)
