@@ -9,18 +9,19 @@ kill skips it, and the result is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from sltdata import outputs
+from sltdata import fs, outputs
+from sltdata.engine import Engine, get_engine
 from sltdata.errors import SourceError, StoreError
 from sltdata.layouts import Layout, get_layout, map_layout
 from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
@@ -47,7 +48,7 @@ class IngestResult:
     rows: int
     stored: int
     rejected: int
-    store: Path
+    store: Path | str  # the URL when written to an object store
     rejects: list[Reject] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -314,13 +315,23 @@ def _start(out: Path, fingerprint: str, n_parts: int, overwrite: bool) -> None:
 def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest: str | None = None,
            workers: int = WORKERS, part_size: int = PART_SIZE, overwrite: bool = False,
            progress: Callable[[int, int], None] | None = None, strict: bool = False,
-           layout_map: dict[str, str] | None = None, quality: bool = True) -> IngestResult:
+           layout_map: dict[str, str] | None = None, quality: bool = True,
+           engine: Engine | None = None) -> IngestResult:
     """Ingest ``root`` with a recipe (or a source's default recipe) into the store at ``out``.
 
     ``quality=False`` leaves the ``quality_*`` columns null (for measuring what the scores cost).
     ``progress(rows_done, rows_total)`` is called as manifest rows are settled (stored or rejected).
     ``strict`` refuses to derive a label or character map the recipe names but the root lacks.
+    ``root`` and ``out`` may be fsspec URLs (``sltdata.fs``: the root is downloaded, the store written
+    through a staging directory part by part). ``engine`` runs the parts (``sltdata.engine``; default:
+    ``workers`` threads); the bytes are the same whichever runs them.
     """
+    if fs.is_remote(root) or fs.is_remote(out):
+        with fs.input_dir(root) as local_root, fs.output_dir(out, [root]) as local_out:
+            result = ingest(source_or_recipe, local_root, local_out, manifest=manifest, workers=workers,
+                            part_size=part_size, overwrite=overwrite, progress=progress, strict=strict,
+                            layout_map=layout_map, quality=quality, engine=engine)
+        return replace(result, store=fs.display(out))
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise SourceError(root, "dataset root is not a directory")
@@ -345,15 +356,16 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         meta_path = out / META_FILE
         if meta_path.exists():
             meta_path.unlink()  # a re-run is not complete until it says so again
+            fs.removed(meta_path)
 
         infos: list[dict] = []
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(_run_part, source, root, out, i, part, quality) for i, part in enumerate(parts)]
-            for part, fut in zip(parts, futures):
-                infos.append(fut.result())
-                done += sum(len(g.rows) for g in part)
-                if progress:
-                    progress(done, n_rows)
+        engine = engine or get_engine("local", workers=workers)
+        units = engine.map(_run_part, [(source, root, out, i, part, quality) for i, part in enumerate(parts)])
+        for part, info in zip(parts, units):
+            infos.append(info)
+            done += sum(len(g.rows) for g in part)
+            if progress:
+                progress(done, n_rows)
 
         part_rejects = [Reject(**d) for info in infos for d in info["rejects"]]
         all_rejects = sorted(rejects + part_rejects, key=lambda r: (r.manifest or "", r.row or 0))
@@ -365,6 +377,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         tmp = out / (REJECTS_FILE + ".tmp")
         tmp.write_text("".join(r.to_json() + "\n" for r in all_rejects), encoding="utf-8")
         os.replace(tmp, out / REJECTS_FILE)
+        fs.committed(out / REJECTS_FILE)
         stored_labels = labels
         if stored_labels is None and "label" in recipe.columns:
             stored_labels = {l: i for i, l in enumerate(sorted({r.label for g in groups for r in g.rows if r.label}))}

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sltdata import fs
 from sltdata.errors import ConfigError, StoreError
 from sltdata.layouts import Layout, get_layout
 from sltdata.sequence import Sequence
@@ -165,12 +166,14 @@ def write_table(path: Path, table: pa.Table) -> None:
     pq.write_table(table, tmp, compression="zstd", row_group_size=1024,
                    write_statistics=["key", "label", "participant", "frames"])
     os.replace(tmp, path)
+    fs.committed(path)
 
 
 def write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+    fs.committed(path)
 
 
 def table_landmarks(table: pa.Table | pa.RecordBatch) -> list[np.ndarray]:
@@ -200,7 +203,7 @@ class Store:
     """A finished sequence store, opened for reading."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = fs.as_path(path)  # a local Path, or an fsspec RemotePath streamed part by part
         meta_path = self.path / META_FILE
         if not meta_path.is_file() and (self.path / "plan.json").is_file():
             raise StoreError(f"{self.path}: ingest did not finish; re-run the same `sltdata ingest` to complete it")
@@ -259,14 +262,15 @@ class Store:
             return SCHEMA.empty_table().select(list(columns))
         tables = []
         for p in self.parts:
-            have = pq.ParquetFile(p).schema_arrow.names
-            tables.append(conform(pq.read_table(p, columns=[c for c in columns if c in have])).select(list(columns)))
+            have = pq.ParquetFile(fs.arrow_source(p)).schema_arrow.names
+            tables.append(conform(pq.read_table(fs.arrow_source(p), columns=[c for c in columns if c in have]))
+                          .select(list(columns)))
         return pa.concat_tables(tables)
 
     def iter_batches(self, batch_size: int = 256) -> Iterator[pa.RecordBatch]:
         """Record batches in today's schema (``conform``), part by part."""
         for p in self.parts:
-            for batch in pq.ParquetFile(p).iter_batches(batch_size=batch_size):
+            for batch in pq.ParquetFile(fs.arrow_source(p)).iter_batches(batch_size=batch_size):
                 yield conform(batch)
 
     def __iter__(self) -> Iterator[Sequence]:
@@ -278,8 +282,12 @@ class Store:
         """One sequence by key (reads only the row groups whose statistics may hold it)."""
         import pyarrow.dataset as ds
 
-        table = pa.concat_tables(conform(ds.dataset(p, format="parquet").to_table(filter=ds.field("key") == key))
-                                 for p in self.parts)
+        tables = []
+        for p in self.parts:  # part by part: parts written before a column existed lack it (conform adds it)
+            paths, filesystem = fs.arrow_dataset_args([p])
+            tables.append(conform(ds.dataset(paths, format="parquet", filesystem=filesystem)
+                                  .to_table(filter=ds.field("key") == key)))
+        table = pa.concat_tables(tables)
         if table.num_rows == 0:
             raise StoreError(f'{self.path}: no sequence with key {key!r} (run "sltdata keys {self.path}" to list them)')
         return next(iter(table_sequences(table.slice(0, 1))))

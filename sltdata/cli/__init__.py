@@ -96,9 +96,14 @@ def _print_version(value: bool) -> None:
 def _global_options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
+    storage_option: list[str] = typer.Option([], "--storage-option", metavar="KEY=VALUE",
+                                             help="fsspec storage option for s3:// gs:// hf:// paths (repeatable); "
+                                                  "credentials also come from the environment (AWS_ENDPOINT_URL...)."),
 ) -> None:
     # No docstring: the app's help= is the group's help.
-    pass
+    from sltdata import fs
+
+    fs.set_storage_options(storage_option)
 
 
 def _register() -> None:

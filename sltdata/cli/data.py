@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sltdata.cli import app, console
+from sltdata.engine import ENGINES
 from sltdata.ingest import PART_SIZE, WORKERS
 from sltdata.ingest import ingest as run_ingest
 
@@ -22,8 +23,8 @@ def progress_bar() -> Progress:
 @app.command()
 def ingest(
     source: str = typer.Argument(..., help="Dataset recipe: a bundled name (see `sltdata sources`) or a recipe .yaml."),
-    root: Path = typer.Argument(..., help="Dataset root as the publisher ships it (holds the manifest CSV)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Sequence store directory to write."),
+    root: str = typer.Argument(..., help="Dataset root as the publisher ships it (holds the manifest CSV); a path or URL (s3://...)."),
+    out: str = typer.Option(..., "--out", "-o", help="Sequence store directory to write; a path or URL (s3://...)."),
     manifest: Optional[str] = typer.Option(None, help="Manifest CSV relative to ROOT, instead of the recipe's."),
     workers: int = typer.Option(WORKERS, help="Threads reading landmark files in parallel."),
     part_size: int = typer.Option(PART_SIZE, help="Sequences per store part (a unit of resumption)."),
@@ -32,6 +33,8 @@ def ingest(
     layout_map: Optional[list[str]] = typer.Option(
         None, "--layout-map", help="SRC:DST: convert sequences of registered layout SRC into DST at ingest "
                                    "(e.g. coco-wholebody-133:holistic-543); points DST lacks are NaN. Repeatable."),
+    engine: str = typer.Option("local", help=f"What runs the parts: {' or '.join(ENGINES)} (same bytes either way)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (--engine ray); default: a local one of --workers CPUs."),
 ):
     """Read a dataset as its publisher ships it into a sequence store (Parquet), with a rejects report.
 
@@ -40,6 +43,9 @@ def ingest(
     """
     from sltdata.recipes import parse_layout_map
 
+    from sltdata.engine import get_engine
+
+    runner = get_engine(engine, workers=workers, ray_address=ray_address)
     with progress_bar() as bar:
         task = bar.add_task("ingest", total=None)
 
@@ -47,12 +53,12 @@ def ingest(
             bar.update(task, completed=done, total=total)
 
         result = run_ingest(source, root, out, manifest=manifest, workers=workers, part_size=part_size,
-                            overwrite=overwrite, progress=advance, strict=strict,
+                            overwrite=overwrite, progress=advance, strict=strict, engine=runner,
                             layout_map=parse_layout_map(layout_map) if layout_map else None)
     for r in result.rejects[:10]:
         console.print(f"[yellow]rejected[/] {r}", highlight=False, soft_wrap=True)
     if len(result.rejects) > 10:
-        console.print(f"... and {len(result.rejects) - 10} more in {out / 'rejects.jsonl'}", highlight=False)
+        console.print(f"... and {len(result.rejects) - 10} more in {out.rstrip('/')}/rejects.jsonl", highlight=False)
     typer.echo(result.summary())
     if strict and result.rejected:
         console.print(f"[bold red]error:[/] --strict: {result.rejected} row(s) rejected", highlight=False)

@@ -15,9 +15,10 @@ from sltdata.cli import app, console
 
 @app.command()
 def extract(
-    videos: Path = typer.Argument(..., help="A folder of videos (and image-sequence folders), a CSV with a "
-                                            "video_path column, or one video."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the .pose files (one per video, named by stem)."),
+    videos: str = typer.Argument(..., help="A folder of videos (and image-sequence folders), a CSV with a "
+                                           "video_path column, or one video; a folder may be a URL (s3://...)."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder for the .pose files (one per video, named by stem); "
+                                                     "a path or URL."),
     workers: int = typer.Option(1, help="Processes, each with its own Holistic instance."),
     model_complexity: int = typer.Option(1, "--model-complexity", min=0, max=2,
                                          help="Holistic pose model: 0 lite, 1 full, 2 heavy (legacy backend)."),
@@ -29,6 +30,10 @@ def extract(
                                               help="HolisticLandmarker .task bundle for the tasks backend."),
     verbose: bool = typer.Option(False, "--verbose", "-v",
                                  help="Show MediaPipe's own (C++) INFO and WARNING log lines."),
+    engine: str = typer.Option("local", help="What runs the videos: local (--workers processes) or ray "
+                                             "(one task per video; same bytes)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (--engine ray); default: a local one "
+                                                         "of --workers CPUs."),
 ):
     """Run MediaPipe Holistic on every video and write one .pose file each (pose-format's holistic header).
 
@@ -42,20 +47,25 @@ def extract(
     config = HolisticConfig(backend=backend, model_complexity=model_complexity, refine_face=refine_face,
                             task_model=str(task_model) if task_model else None, verbose=verbose)
     with native_log_filter(enabled=not verbose):
-        result = _run(videos, out, config, workers, fps)
+        result = _run(videos, out, config, workers, fps, engine, ray_address)
     for o in result.quarantined[:10]:
         console.print(f"[yellow]quarantined[/] {escape(o.video)}: {escape(o.reason)}", highlight=False,
                       soft_wrap=True)
     if len(result.quarantined) > 10:
-        console.print(f"... and {len(result.quarantined) - 10} more in {out / QUARANTINE_FILE}", highlight=False)
+        console.print(f"... and {len(result.quarantined) - 10} more in {out.rstrip('/')}/{QUARANTINE_FILE}",
+                      highlight=False)
     typer.echo(result.summary())
 
 
-def _run(videos: Path, out: Path, config, workers: int, fps: Optional[float]):
+def _run(videos: str, out: str, config, workers: int, fps: Optional[float], engine: str = "local",
+         ray_address: Optional[str] = None):
+    from sltdata.engine import get_engine
     from sltdata.extract import extract as run_extract
     from sltdata.extract import resolve_backend
 
     resolve_backend(config)  # what to install or pass, in one line, before the progress bar
+    runner = None if engine == "local" and not ray_address else get_engine(engine, workers=workers,
+                                                                              ray_address=ray_address)
     bar = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("videos"),
                    TextColumn("{task.fields[rate]:.1f} frames/s"), TimeElapsedColumn(), TimeRemainingColumn(),
                    console=console, transient=True)
@@ -69,4 +79,4 @@ def _run(videos: Path, out: Path, config, workers: int, fps: Optional[float]):
             bar.update(task, advance=new_videos, rate=frames / max(time.perf_counter() - start, 1e-9))
 
         return run_extract(videos, out, config, workers=workers, fps=fps, progress=advance,
-                           on_inputs=lambda n: bar.update(task, total=n))
+                           on_inputs=lambda n: bar.update(task, total=n), engine=runner)

@@ -28,8 +28,8 @@ def _print_plan(index) -> None:
 
 @app.command()
 def shard(
-    store: Path = typer.Argument(..., help="Sequence store directory (from `sltdata ingest`)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Shard directory to write (tars + index.json)."),
+    store: str = typer.Argument(..., help="Sequence store directory (from `sltdata ingest`); a path or URL (s3://...)."),
+    out: str = typer.Option(..., "--out", "-o", help="Shard directory to write (tars + index.json); a path or URL."),
     folds: int = FOLDS,
     test_fraction: float = TEST_FRACTION,
     seed: int = SEED,
@@ -42,6 +42,8 @@ def shard(
                                                    "\"quality_jitter < 0.02 AND frames >= 10\"."),
     trim_idle: bool = typer.Option(False, help="Cut each sequence's idle lead-in and lead-out (the stored "
                                                "quality_idle_* counts)."),
+    engine: str = typer.Option("local", help="What writes the splits: local (one pass) or ray (one task per split; same bytes)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (--engine ray); default: a local one."),
 ):
     """Assign participant-grouped folds and write WebDataset shards with an index.json.
 
@@ -52,13 +54,16 @@ def shard(
     from sltdata.shards import write_shards
     from sltdata.store import Store
 
+    from sltdata.engine import get_engine
+
+    runner = None if engine == "local" and not ray_address else get_engine(engine, ray_address=ray_address)
     s = Store(store)
     with progress_bar() as bar:
         task = bar.add_task("shard", total=len(s))
         index = write_shards(s, out, folds=folds, test_fraction=test_fraction, seed=seed,
                              max_samples_per_shard=max_samples_per_shard, max_shard_bytes=max_shard_bytes,
                              transform=transform, overwrite=overwrite, progress=lambda n: bar.advance(task, n),
-                             where=where, trim_idle=trim_idle)
+                             where=where, trim_idle=trim_idle, engine=runner)
     total = sum(v["samples"] for v in index.splits.values())
     typer.echo(f"wrote {total} sequences in {len(index.shards)} shard(s) to {out} "
                f"({'stratified' if index.data['stratified'] else 'grouped'} folds, seed {seed})")
@@ -103,7 +108,7 @@ def push(
 
 @app.command()
 def verify(
-    path: Path = typer.Argument(..., help="Shard directory (or its index.json)."),
+    path: str = typer.Argument(..., help="Shard directory (or its index.json); a path or URL."),
 ):
     """Check every shard's sha256, size, member names and sample count against index.json."""
     from sltdata.cli.data import progress_bar

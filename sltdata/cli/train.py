@@ -72,7 +72,7 @@ def _metrics_table(title: str, metrics: dict) -> Table:
 @app.command(cls=_RecipesHelp)
 def train(
     trainer: str = typer.Option("islr", "--trainer", "-t", help="Trainer name (see `sltdata trainers`)."),
-    data: Path = typer.Option(..., "--data", "-d", help="Shard directory (or its index.json) from `sltdata shard`."),
+    data: str = typer.Option(..., "--data", "-d", help="Shard directory (or its index.json) from `sltdata shard`; a path or URL (s3://...)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name (listed below)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports."),

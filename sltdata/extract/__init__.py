@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from sltdata import outputs
+from sltdata import fs, outputs
 from sltdata.errors import SltdataError, SourceError
 from sltdata.extract.backends import HolisticConfig, make_holistic, resolve_backend
 from sltdata.extract.video import VideoInput, find_inputs, open_video
@@ -150,9 +150,11 @@ def extract_video(video: VideoInput, out_dir: Path, holistic, fps: float | None 
         side_tmp = tmp.with_name(tmp.name + SIDECAR_SUFFIX)
         side_tmp.write_text(json.dumps(provenance, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(side_tmp, sidecar)
+        fs.committed(sidecar)
     with open(tmp, "wb") as f:
         pose.write(f)
     os.replace(tmp, target)
+    fs.committed(target)
     return Outcome(video.stem, str(video.path), "written", frames=len(points), seconds=time.perf_counter() - start)
 
 
@@ -169,28 +171,48 @@ def _worker_run(video: VideoInput, out_dir: str, fps: float | None, provenance: 
     return extract_video(video, Path(out_dir), _WORKER_HOLISTIC, fps, provenance=provenance)
 
 
+def _engine_run(video: VideoInput, out_dir: str, fps: float | None, config: HolisticConfig,
+                provenance: dict | None = None) -> Outcome:
+    """One video as an engine's unit (a Ray task): the worker process keeps one Holistic per config."""
+    global _WORKER_HOLISTIC, _WORKER_CONFIG
+    if _WORKER_HOLISTIC is None or _WORKER_CONFIG != config:
+        _WORKER_HOLISTIC, _WORKER_CONFIG = make_holistic(config), config
+    return extract_video(video, Path(out_dir), _WORKER_HOLISTIC, fps, provenance=provenance)
+
+
+_WORKER_CONFIG = None
+
+
 def _write_quarantine(out_dir: Path, outcomes: list[Outcome]) -> None:
     """This run's quarantined inputs, sorted (a clean re-run leaves no stale entries behind)."""
     path = out_dir / QUARANTINE_FILE
     bad = sorted((o for o in outcomes if o.status == "quarantined"), key=lambda o: o.stem)
     if not bad:
         path.unlink(missing_ok=True)
+        fs.removed(path)
         return
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for o in bad:
             f.write(json.dumps({"video": o.video, "pose": f"{o.stem}.pose", "reason": o.reason}) + "\n")
     os.replace(tmp, path)
+    fs.committed(path)
 
 
 def extract(source: Path | str, out: Path | str, config: HolisticConfig = HolisticConfig(), workers: int = 1,
             fps: float | None = None, progress: Callable[[int, int], None] | None = None,
-            on_inputs: Callable[[int], None] | None = None) -> ExtractResult:
+            on_inputs: Callable[[int], None] | None = None, engine=None) -> ExtractResult:
     """Extract every input under ``source`` (folder, CSV with video_path, or one video) into ``out``.
 
     ``on_inputs(n)`` is told how many inputs were found; ``progress(frames, videos)`` is called with
     increments as work completes (per frame with one worker, per video with several).
+    ``source`` (a folder) and ``out`` may be fsspec URLs (``sltdata.fs``). ``engine`` (``sltdata.engine``,
+    e.g. Ray) runs one unit per video instead of ``workers`` local processes; same bytes.
     """
+    if fs.is_remote(source) or fs.is_remote(out):
+        with fs.input_dir(source) as local_source, fs.output_dir(out, [source]) as local_out:
+            return extract(local_source, local_out, config, workers=workers, fps=fps, progress=progress,
+                           on_inputs=on_inputs, engine=engine)
     if fps is not None and fps <= 0:
         from sltdata.errors import ConfigError
 
@@ -215,7 +237,12 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
             todo.append(v)
     if progress and result.outcomes:
         progress(0, len(result.outcomes))
-    if todo and workers <= 1:
+    if todo and engine is not None:
+        for o in engine.map(_engine_run, [(v, str(out_dir), fps, config, provenance) for v in todo]):
+            result.outcomes.append(o)
+            if progress:
+                progress(o.frames, 1)
+    elif todo and workers <= 1:
         holistic = make_holistic(config)
         try:
             for v in todo:

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from sltdata import fs
 from sltdata.errors import SltdataError
 from sltdata.folds import FOLD_PREFIX, TEST_SPLIT, fold_name
 from sltdata.layouts import Layout, get_layout
@@ -123,7 +124,7 @@ def sample_record(meta: dict, split: str) -> dict:
 
 def index_path(path: str | Path) -> Path:
     """``index.json`` of a shard directory (or the path itself when it names the JSON)."""
-    path = Path(path)
+    path = fs.as_path(path)
     return path if path.name == INDEX_FILE or path.suffix == ".json" else path / INDEX_FILE
 
 
@@ -145,7 +146,7 @@ class ShardIndex:
         """Open a shard directory (or its ``index.json``). Refuses (one ``ShardError``) an index whose
         shards lie outside the directory; ``check=False`` opens it anyway, for ``verify_shards``,
         which reports every such entry (``path_problems``) and opens none of them."""
-        path = Path(path)
+        path = fs.as_path(path)  # a local Path, or an fsspec RemotePath (s3://...) read in place
         ipath = index_path(path)
         if not ipath.is_file():
             hint = " (an unfinished `sltdata shard` run? re-run it)" if path.is_dir() and any(path.glob("*.tar*")) else ""

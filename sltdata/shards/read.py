@@ -25,6 +25,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
+from sltdata import fs
 from sltdata.shards.index import (INDEX_FILE, JSON_MEMBER, LANDMARKS_MEMBER, MEMBER_RE, MEMBER_SUMS_SUFFIX,
                                   SHARD_RE, ShardError, ShardIndex, entry_path_problems,
                                   member_digest)
@@ -163,7 +164,7 @@ def iter_shard(path: str | Path, *, arrays: bool = True, expected: int | None = 
     count, and its member checksums, checked member by member before a sample is yielded (entries
     without them: the whole shard's sha256 at the end, arrays=True only). ``hint`` is appended to
     error messages (e.g. "; run `sltdata verify DIR`")."""
-    path = Path(path)
+    path = fs.as_path(path)  # a shard on object storage is streamed, never copied first
     if not path.is_file():
         raise ShardError(f"{path}: shard listed in {INDEX_FILE} is missing{hint}")
     if entry is not None and expected is None:
@@ -172,7 +173,7 @@ def iter_shard(path: str | Path, *, arrays: bool = True, expected: int | None = 
     whole = entry is not None and sums is None and arrays and entry.get("sha256")
     n = 0
     try:
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             reader = _HashingReader(f) if whole else f
             for sample in _samples(reader, arrays, seekable=not arrays,
                                    check=None if sums is None else _MemberCheck(sums, entry.get("member_digest"))):
@@ -261,7 +262,7 @@ def verify_shards(path: str | Path, progress: Callable[[int], None] | None = Non
         if not p.is_file():
             problems.append(f"{s['file']}: missing")
             continue
-        with open(p, "rb") as f:
+        with p.open("rb") as f:
             reader = _HashingReader(f)
             try:
                 n, bad = count_samples(reader)

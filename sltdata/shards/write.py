@@ -37,10 +37,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from sltdata import outputs
-from sltdata.folds import FOLD_DEFAULTS, assign_store_folds
+from sltdata import fs, outputs
 from sltdata.errors import ConfigError
-from sltdata.folds import assign_folds
+from sltdata.folds import FOLD_DEFAULTS, assign_folds, assign_store_folds
 from sltdata.shards import tar
 from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_FILE, INDEX_FORMAT, INDEX_VERSION,
                                   JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, MEMBER_DIGEST, MEMBER_SUMS_SUFFIX,
@@ -159,7 +158,9 @@ class _SplitWriter:
         sums_name, sums = member_sums_name(self.name), "".join(self.sums).encode("utf-8")
         (self.out / (sums_name + ".tmp")).write_bytes(sums)
         os.replace(self.out / (sums_name + ".tmp"), self.out / sums_name)
+        fs.committed(self.out / sums_name)
         os.replace(self.out / (self.name + ".tmp"), self.out / self.name)
+        fs.committed(self.out / self.name)
         self.on_close({"file": self.name, "split": self.split, "samples": self.count, "bytes": self.f.bytes,
                        "sha256": self.f.sha.hexdigest(), "member_sums": sums_name,
                        "member_sums_sha256": hashlib.sha256(sums).hexdigest(), "member_digest": MEMBER_DIGEST})
@@ -209,6 +210,7 @@ def _clean(out: Path) -> None:
             SHARD_RE.match(p.name.removesuffix(".tmp").removesuffix(MEMBER_SUMS_SUFFIX) + ".tar")
         if p.name.endswith(".tar.tmp") or SHARD_RE.match(p.name) or sums or p.name in (INDEX_FILE, INDEX_FILE + ".tmp"):
             p.unlink()
+            fs.removed(p)
 
 
 def _store_summary(store: Store) -> dict:
@@ -261,7 +263,7 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = FOLD_D
                  max_samples_per_shard: int = DEFAULT_MAX_SAMPLES,
                  max_shard_bytes: int = DEFAULT_MAX_BYTES, transform=None, overwrite: bool = False,
                  progress: Callable[[int], None] | None = None, where: str | None = None,
-                 trim_idle: bool = False) -> "ShardIndex":
+                 trim_idle: bool = False, engine=None) -> "ShardIndex":
     """Write a store as WebDataset shards by fold; returns the written index.
 
     Streams the store batch by batch, so memory holds one batch plus the fold plan. ``transform``
@@ -278,17 +280,24 @@ def write_shards(store: Store | str | Path, out: str | Path, folds: int = FOLD_D
     filtered out. ``trim_idle`` cuts each sequence's idle lead-in and lead-out (the stored
     ``quality_idle_*`` counts; a sequence that would be left empty is kept whole) and records the
     cut as ``trimmed: [lead_in, lead_out]`` in its ``KEY.json``.
+
+    ``store`` and ``out`` may be fsspec URLs (``sltdata.fs``: the store is streamed, the shards are
+    put one by one as each is finished). ``engine`` (``sltdata.engine``; default: one pass here)
+    writes each split as its own unit, every unit reading the store once: same bytes.
     """
     store = store if isinstance(store, Store) else Store(store)
-    outputs.check_apart(out, [store.path])
-    with outputs.writing(out, "sltdata shard"):
-        return _write_shards(store, Path(out), folds, test_fraction, seed, max_samples_per_shard, max_shard_bytes,
-                             transform, overwrite, progress, where, trim_idle)
+    with fs.output_dir(out, [store.path]) as local_out:
+        outputs.check_apart(local_out, [store.path] if not fs.is_remote(store.path) else [])
+        with outputs.writing(local_out, "sltdata shard"):
+            index = _write_shards(store, local_out, folds, test_fraction, seed, max_samples_per_shard,
+                                  max_shard_bytes, transform, overwrite, progress, where, trim_idle, engine)
+    return ShardIndex.open(out) if fs.is_remote(out) else index
 
 
 def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, seed: int, max_samples_per_shard: int,
                   max_shard_bytes: int, transform, overwrite: bool,
-                  progress: Callable[[int], None] | None, where: str | None, trim_idle: bool) -> "ShardIndex":
+                  progress: Callable[[int], None] | None, where: str | None, trim_idle: bool,
+                  engine=None) -> "ShardIndex":
     if max_samples_per_shard < 1 or max_shard_bytes < 1:
         raise ShardError("--max-samples-per-shard and --max-shard-bytes must be positive")
     if (out / INDEX_FILE).exists() and not overwrite:
@@ -312,16 +321,44 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)
 
-    pipelines, cfg = {}, None
+    cfg = None
     if transform is not None:
-        from sltdata.transforms import build_pipeline, load_transform_config
-        from sltdata.transforms.pipeline import frame_size
+        from sltdata.transforms import load_transform_config
 
         cfg = load_transform_config(transform)
+    if engine is None:  # one pass writes every split
+        units = [_write_splits(store, out, plan, cfg, plan.splits, max_samples_per_shard, max_shard_bytes, progress,
+                               kept, trim_idle)]
+    else:  # a unit per split; each reports its samples when it is done
+        units = []
+        for u in engine.map(_write_splits, [(store, out, plan, cfg, (s,), max_samples_per_shard, max_shard_bytes, None,
+                                             kept, trim_idle) for s in plan.splits]):
+            units.append(u)
+            if progress is not None:
+                progress(sum(v["samples"] for v in u[1].values()))
+    closed = [c for u in units for c in u[0]]
+    stats = {k: v for u in units for k, v in u[1].items()}
+    texts_seen = [t for u in units for t in u[2]]
+    layouts = set().union(*(u[3] for u in units))
+    feature_dim = {k: v for u in units for k, v in u[4].items()}
+    return _write_index(store, out, plan, cfg, seed, test_fraction, max_samples_per_shard, max_shard_bytes,
+                        closed, stats, texts_seen, layouts, feature_dim, filtering, trim_idle)
 
+
+def _write_splits(store: Store, out: Path, plan, cfg, only: tuple[str, ...], max_samples_per_shard: int,
+                  max_shard_bytes: int, progress: Callable[[int], None] | None, kept: set | None = None,
+                  trim_idle: bool = False):
+    """Write the shards of the splits ``only`` in one pass over the store (the engines' unit); ``kept``
+    (``--where``) and ``trim_idle`` as ``write_shards`` says.
+
+    Returns (closed shard entries, per-split stats, texts seen, layouts, feature dims by layout)."""
+    pipelines = {}
+    if cfg is not None:
+        from sltdata.transforms import build_pipeline
+        from sltdata.transforms.pipeline import frame_size
     closed: list[dict] = []
-    writers = {s: _SplitWriter(out, s, max_samples_per_shard, max_shard_bytes, closed.append) for s in plan.splits}
-    stats = {s: {"samples": 0, "frames": 0} for s in plan.splits}
+    writers = {s: _SplitWriter(out, s, max_samples_per_shard, max_shard_bytes, closed.append) for s in only}
+    stats = {s: {"samples": 0, "frames": 0} for s in only}
     safe_keys: dict[str, str] = {}
     texts_seen, layouts = [], set()
     need_chars = store.characters is None
@@ -338,6 +375,8 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
                     raise ShardError(f"keys {safe_keys[safe]!r} and {key!r} map to the same shard key {safe!r}")
                 safe_keys[safe] = key
                 split = plan.split_of_key[key]
+                if split not in writers:  # another unit's split
+                    continue
                 if need_chars and m["text"] is not None:
                     texts_seen.append(m["text"])
                 layouts.add(m["layout"])
@@ -371,7 +410,12 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
             if w.f is not None:
                 w.f.close()
         raise
+    return closed, stats, texts_seen, layouts, {k: int(p.feature_dim) for k, p in pipelines.items()}
 
+
+def _write_index(store: Store, out: Path, plan, cfg, seed: int, test_fraction: float, max_samples_per_shard: int,
+                 max_shard_bytes: int, closed: list[dict], stats: dict, texts_seen: list, layouts: set,
+                 feature_dim: dict, filtering: dict | None = None, trim_idle: bool = False) -> "ShardIndex":
     order = {s: i for i, s in enumerate(plan.splits)}
     closed.sort(key=lambda s: (order[s["split"]], s["file"]))
     participants_per_split = {s: 0 for s in plan.splits}
@@ -392,7 +436,7 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
         "labels": store.labels, "characters": characters, "layouts": sorted(layouts),
         "layout_definitions": layout_defs,
         "transform": None if cfg is None else cfg.to_dict(),  # load_transform_config(index["transform"]) rebuilds it
-        "feature_dim": None if cfg is None else {k: int(p.feature_dim) for k, p in sorted(pipelines.items())},
+        "feature_dim": None if cfg is None else dict(sorted(feature_dim.items())),
         "store": _store_summary(store),
         "where": filtering,  # None, or the predicate and how many sequences it kept and filtered out
         "trim_idle": trim_idle,

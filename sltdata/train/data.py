@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from sltdata import fs
 from sltdata.errors import ConfigError
 from sltdata.layouts import HOLISTIC_543
 from sltdata.train.base import DatasetInfo
@@ -93,7 +94,7 @@ class ShardData:
         from sltdata.shards import ShardError, ShardIndex
         from sltdata.transforms import build_pipeline, load_transform_config
 
-        self.path = Path(path)
+        self.path = fs.as_path(path)  # a local Path, or shards read in place from object storage
         self.index = ShardIndex.open(self.path)
         problems = self.index.map_problems()  # before a model is sized on a map it cannot use
         if problems:

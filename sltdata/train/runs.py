@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sltdata import outputs
+from sltdata import fs, outputs
 from sltdata.errors import ConfigError
 from sltdata.shards import ShardError
 from sltdata.train import checkpoint as ckpt
@@ -44,8 +44,9 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
 
     out = Path(out)
     trainer = get_trainer(trainer_name)
-    data_path = Path(data_dir)
-    outputs.check_apart(out, [data_path if data_path.is_dir() else data_path.parent])
+    if not fs.is_remote(data_dir):  # shards on object storage are never a local run directory
+        data_path = Path(data_dir)
+        outputs.check_apart(out, [data_path if data_path.is_dir() else data_path.parent])
     if resume:
         if not (out / "config.yaml").is_file():
             raise ConfigError(f"{out}: no run to resume (config.yaml missing)")

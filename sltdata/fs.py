@@ -1,0 +1,348 @@
+"""Paths are URLs: the one place that turns ``s3://``, ``gs://``, ``hf://datasets/...``, ``file://`` or
+a local path into something to open (DESIGN.md, "Where the shape goes next").
+
+Two shapes, chosen so the commands keep their local code (and their local bytes) unchanged:
+
+- **Reading** goes through :func:`as_path`: a local ``Path`` for a local path, else a :class:`RemotePath`
+  (an fsspec filesystem plus a path, with the few ``Path`` methods the readers use: ``/``, ``open``,
+  ``is_file``, ``read_bytes``, ``iterdir``...). A shard or a store part on S3 is streamed through
+  ``fs.open(url, "rb")``; nothing is copied first. pyarrow reads through :func:`arrow_source`.
+- **Writing** a directory goes through :func:`output_dir`: for a remote URL the command writes into a
+  local staging directory (what a re-run needs is pulled from the remote first) and every file it
+  commits (``os.replace`` of a finished temp file; writers call :func:`committed` after it) is put to
+  its final key in **one PUT of the finished file**: an object store has no rename, and a single PUT is
+  atomic there (a reader sees the old object or the whole new one, never a part). A kill leaves every
+  committed file on the remote, so the re-run resumes as a local one does; at the end the remote is
+  made to hold exactly what the staging directory holds, the marker files (``store.json``,
+  ``index.json``) last. No lock is taken on an object store (one writer per URL is the user's job).
+- A remote **input directory** that a reader needs as local files (an ingest's dataset root, extract's
+  videos) is downloaded to a temporary directory by :func:`input_dir`, whole. Reading it part by part
+  is the planner's job once it plans from an fsspec listing.
+
+Credentials and endpoints come from the environment (s3fs/botocore read ``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``...) and from ``--storage-option KEY=VALUE`` (:func:`set_storage_options`);
+messages name a URL through :func:`display` (no query string, no user:password).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from sltdata.errors import ConfigError
+
+# Files whose presence says "this output is finished": uploaded after everything else.
+MARKERS = ("store.json", "index.json", "manifest.json")
+_LOCAL_ONLY = (".sltdata.lock",)  # never mirrored (a lock means nothing on an object store)
+
+_options: dict[str, dict] = {}  # protocol -> storage options from --storage-option
+_mirrors: dict[str, tuple[str, dict]] = {}  # staging dir -> (remote URL, storage options)
+_lock = threading.Lock()
+
+
+def is_remote(path) -> bool:
+    """Whether ``path`` names something fsspec opens that is not a local file (``file://`` is local)."""
+    if isinstance(path, RemotePath):
+        return True
+    s = str(path)
+    return "://" in s and not s.startswith("file://")
+
+
+def local(path) -> Path:
+    """A local path (``file://`` stripped)."""
+    s = str(path)
+    return Path(s[len("file://"):] if s.startswith("file://") else s)
+
+
+def display(url) -> str:
+    """The URL as messages may show it: no credentials, no query string."""
+    s = str(url)
+    if not is_remote(s):
+        return s
+    u = urlsplit(s)
+    return urlunsplit((u.scheme, u.hostname or "", u.path, "", ""))
+
+
+def set_storage_options(pairs: list[str]) -> None:
+    """``KEY=VALUE`` strings from ``--storage-option`` (values parsed as JSON when they are: numbers,
+    true/false, objects), given to every remote filesystem. ``client_kwargs.endpoint_url=...`` sets
+    a nested key."""
+    import json
+
+    opts: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--storage-option {pair.split('=')[0]!r}: expected KEY=VALUE")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        *parents, last = key.split(".")
+        d = opts
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = parsed
+    _options.clear()
+    _options["*"] = opts
+
+
+def storage_options() -> dict:
+    return dict(_options.get("*", {}))
+
+
+def url_to_fs(url: str):
+    """(fsspec filesystem, path inside it) for a URL, with the storage options."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(str(url), **storage_options())
+    except ImportError as e:  # s3fs / gcsfs missing: one line naming what to install
+        hint = " (pip install 'sltdata[s3]')" if str(url).startswith(("s3://", "s3a://")) else ""
+        raise ConfigError(f"{display(url)}: {str(e).splitlines()[0]}{hint}") from None
+    except ValueError as e:
+        raise ConfigError(f"{display(url)}: {e}") from None
+
+
+class RemotePath:
+    """A file or directory on an fsspec filesystem, with the ``Path`` methods the readers use."""
+
+    def __init__(self, fs, path: str, url: str):
+        self.fs, self.path, self.url = fs, path.rstrip("/"), url.rstrip("/")
+
+    def __truediv__(self, name) -> "RemotePath":
+        name = str(name).strip("/")
+        return RemotePath(self.fs, f"{self.path}/{name}", f"{self.url}/{name}")
+
+    def __str__(self) -> str:
+        return display(self.url)
+
+    def __repr__(self) -> str:
+        return f"RemotePath({display(self.url)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RemotePath) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __lt__(self, other: "RemotePath") -> bool:
+        return self.url < other.url
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.path).suffix
+
+    @property
+    def parent(self) -> "RemotePath":
+        return RemotePath(self.fs, self.path.rsplit("/", 1)[0], self.url.rsplit("/", 1)[0])
+
+    def open(self, mode: str = "rb", **kwargs):
+        return self.fs.open(self.path, mode, **kwargs)
+
+    def exists(self) -> bool:
+        return self.fs.exists(self.path)
+
+    def is_file(self) -> bool:
+        return self.fs.isfile(self.path)
+
+    def is_dir(self) -> bool:
+        return self.fs.isdir(self.path)
+
+    def read_bytes(self) -> bytes:
+        return self.fs.cat_file(self.path)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
+    def iterdir(self) -> Iterator["RemotePath"]:
+        for p in self.fs.ls(self.path, detail=False):
+            yield self / PurePosixPath(p).name
+
+    def glob(self, pattern: str) -> Iterator["RemotePath"]:
+        for p in self.fs.glob(f"{self.path}/{pattern}"):
+            yield self / PurePosixPath(p).name
+
+
+def as_path(path) -> Path | RemotePath:
+    """A local ``Path``, or a :class:`RemotePath` for a remote URL."""
+    if isinstance(path, (Path, RemotePath)):
+        return path
+    if not is_remote(path):
+        return local(path)
+    fs, p = url_to_fs(str(path))
+    return RemotePath(fs, p, str(path))
+
+
+def arrow_source(path):
+    """What pyarrow's readers take for ``path``: the local path string, or an fsspec file object
+    (opened for random access: Parquet reads its footer first)."""
+    return path.open("rb") if isinstance(path, RemotePath) else str(path)
+
+
+def arrow_dataset_args(paths: list) -> tuple[list[str], object | None]:
+    """(paths, filesystem) for ``pyarrow.dataset.dataset``: an fsspec filesystem wrapped for Arrow."""
+    remote = [p for p in paths if isinstance(p, RemotePath)]
+    if not remote:
+        return [str(p) for p in paths], None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    return [p.path for p in remote], PyFileSystem(FSSpecHandler(remote[0].fs))
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def committed(path) -> None:
+    """``path`` (a file in a staging directory) is final: put it to its remote key. A no-op for a
+    file of no staging directory, i.e. every local run."""
+    if not _mirrors:
+        return
+    path = Path(path)
+    for staging, (url, opts) in list(_mirrors.items()):
+        if path.is_relative_to(staging):
+            rel = path.relative_to(staging).as_posix()
+            fs, root = _fs_with(url, opts)
+            fs.put_file(str(path), f"{root}/{rel}")  # one PUT of the finished file: atomic on S3
+            return
+
+
+def removed(path) -> None:
+    """``path`` was removed from a staging directory: remove its remote key too."""
+    if not _mirrors:
+        return
+    path = Path(path)
+    for staging, (url, opts) in list(_mirrors.items()):
+        if path.is_relative_to(staging):
+            fs, root = _fs_with(url, opts)
+            key = f"{root}/{path.relative_to(staging).as_posix()}"
+            if fs.exists(key):
+                fs.rm_file(key)
+            return
+
+
+def _fs_with(url: str, opts: dict):
+    import fsspec
+
+    return fsspec.core.url_to_fs(url, **opts)
+
+
+def mirrors() -> dict:
+    """The staging directories of this process (for an engine to install in its workers)."""
+    return {"mirrors": dict(_mirrors), "options": dict(_options)}
+
+
+def install(state: dict) -> None:
+    """Install a driver's :func:`mirrors` in a worker process (staging directories made if absent)."""
+    with _lock:
+        _options.update(state["options"])
+        for staging, target in state["mirrors"].items():
+            Path(staging).mkdir(parents=True, exist_ok=True)
+            _mirrors[staging] = target
+
+
+def check_apart(out, inputs) -> None:
+    """Refuse a remote output that is, contains or lies inside a remote input (the URL form of
+    ``outputs.check_apart``, which checks local paths)."""
+    from sltdata.outputs import OutputError
+
+    o = display(out).rstrip("/") + "/"
+    for given in inputs:
+        if not is_remote(given):
+            continue
+        i = display(given).rstrip("/") + "/"
+        if o.startswith(i) or i.startswith(o):
+            raise OutputError(f"{display(out)}: is, contains or lies inside the input {display(given)}; "
+                              "choose another --out")
+
+
+@contextmanager
+def output_dir(url, inputs=()) -> Iterator[Path]:
+    """A local directory to write the output ``url`` into. Local: the path itself, nothing else
+    happens. Remote: a staging directory holding what the remote holds now (so a re-run resumes),
+    every committed file put as it is committed, and the remote synced to it on success. ``inputs``:
+    remote inputs the output must keep apart from."""
+    if not is_remote(url):
+        yield local(url)
+        return
+    check_apart(url, inputs)
+    url = str(url).rstrip("/")
+    fs, root = url_to_fs(url)
+    staging = Path(tempfile.mkdtemp(prefix="sltdata-out-"))
+    try:
+        if fs.isdir(root):
+            for rp in fs.find(root):
+                target = staging / PurePosixPath(rp).relative_to(root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(rp, str(target))
+        with _lock:
+            _mirrors[str(staging)] = (url, storage_options())
+        yield staging
+        _sync(fs, root, staging)
+    finally:
+        with _lock:
+            _mirrors.pop(str(staging), None)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sync(fs, root: str, staging: Path) -> None:
+    """Make ``root`` hold exactly the staging directory's files: stale keys removed, then every file
+    put, markers last (so a reader that sees ``store.json`` sees the parts it names)."""
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*")
+                   if p.is_file() and p.name not in _LOCAL_ONLY and not p.name.endswith(".tmp"))
+    have = {PurePosixPath(p).relative_to(root).as_posix() for p in fs.find(root)} if fs.isdir(root) else set()
+    for rel in sorted(have - set(files)):
+        fs.rm_file(f"{root}/{rel}")
+    for rel in sorted(files, key=lambda r: (PurePosixPath(r).name in MARKERS, r)):
+        fs.put_file(str(staging / rel), f"{root}/{rel}")
+
+
+@contextmanager
+def input_dir(url) -> Iterator[Path]:
+    """A local directory holding the input directory ``url`` (downloaded whole when remote)."""
+    if not is_remote(url):
+        yield local(url)
+        return
+    fs, root = url_to_fs(str(url))
+    if not fs.isdir(root):
+        from sltdata.errors import SourceError
+
+        raise SourceError(display(url), "dataset root is not a directory")
+    staging = Path(tempfile.mkdtemp(prefix="sltdata-in-"))
+    try:
+        fs.get(root.rstrip("/") + "/", str(staging), recursive=True)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def upload_dir(local_dir, url) -> None:
+    """Copy a local directory to ``url`` (tests and tools; commands use :func:`output_dir`)."""
+    fs, root = url_to_fs(str(url))
+    for p in sorted(Path(local_dir).rglob("*")):
+        if p.is_file():
+            fs.put_file(str(p), f"{root.rstrip('/')}/{p.relative_to(local_dir).as_posix()}")
+
+
+def download_dir(url, local_dir) -> None:
+    """Copy ``url`` into a local directory (tests and tools)."""
+    fs, root = url_to_fs(str(url))
+    root = root.rstrip("/")
+    for rp in fs.find(root):
+        target = Path(local_dir) / PurePosixPath(rp).relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(rp, str(target))
+
+
+def exists(path) -> bool:
+    p = as_path(path)
+    return p.exists()
