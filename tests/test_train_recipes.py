@@ -17,7 +17,7 @@ from sltdata.train.config import load_config
 from sltdata.train.data import ShardData
 from sltdata.errors import ConfigError
 from sltdata.train.ensemble import Ensemble, make_ensemble
-from sltdata.train.export import example_batch
+from sltdata.train.export import HEADS, example_batch, example_landmarks, run_raw
 from sltdata.train.loop import evaluate
 from sltdata.train.optim import build_scheduler
 from sltdata.train.registry import bundled_config
@@ -124,11 +124,14 @@ def test_ensemble_exports_to_one_onnx_graph_averaging_its_members(seed_runs, ens
     ort = pytest.importorskip("onnxruntime")
     path, diff = export_run(ensemble_run, out=tmp_path / "e.onnx")
     assert diff is not None and diff < 1e-4
-    features, mask = example_batch(load_run(ensemble_run)[2], batch=3, seed=7)
-    got = ort.InferenceSession(str(path)).run(None, {"features": features.numpy(), "mask": mask.numpy()})[0]
-    with torch.no_grad():
-        want = sum(load_run(r)[3](features, mask) for r in seed_runs).numpy() / 2
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    # the graph takes the raw (frames, 543, 3) sequence, preprocesses it, and averages the members' logits
+    info = load_run(ensemble_run)[2]
+    session = ort.InferenceSession(str(path))
+    for frames in (1, 9, 40):
+        landmarks = example_landmarks(info, frames, seed=frames)
+        got = session.run(None, {"landmarks": landmarks})[0]
+        want = sum(run_raw(load_run(r)[3], info, HEADS["logits"], landmarks) for r in seed_runs) / 2
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
 def test_ensemble_refuses_members_with_different_label_maps(seed_runs, tmp_path):
