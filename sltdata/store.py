@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -131,11 +131,37 @@ def sequences_to_table(sequences: list[Sequence]) -> pa.Table:
     return pa.Table.from_arrays([*arrays, landmarks], schema=SCHEMA)
 
 
-def write_part(path: Path, sequences: list[Sequence]) -> None:
-    """Write one part atomically (temporary name, then rename). Deterministic bytes for equal input."""
+# A part is written a row group at a time: sequences are buffered until they hold this many bytes of
+# landmarks (or ``ROW_GROUP_ROWS`` sequences), then written and let go, so an ingest worker holds one
+# row group of a part, not the part (a 128-sequence Fingerspelling part is ~125 MB of float32, held
+# three times over when written as one table: the sequences, the table, the writer's column chunk).
+ROW_GROUP_BYTES = 16 << 20
+ROW_GROUP_ROWS = 1024
+_PART_OPTIONS = dict(compression="zstd", write_statistics=["key", "label", "participant", "frames"])
+
+
+def write_part(path: Path, sequences: Iterable[Sequence]) -> None:
+    """Write one part atomically (temporary name, then rename). Deterministic bytes for equal input.
+
+    ``sequences`` is consumed lazily and written in row groups of at most ``ROW_GROUP_BYTES`` of
+    landmarks; everything the iterable does before it is exhausted (ingest writes the part's sidecar
+    there) happens before the rename. A part of one row group has the bytes ``pq.write_table`` gave."""
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(sequences_to_table(sequences), tmp, compression="zstd", row_group_size=1024,
-                   write_statistics=["key", "label", "participant", "frames"])
+    writer, pending, size = None, [], 0
+    try:
+        for seq in sequences:
+            pending.append(seq)
+            size += 4 * seq.landmarks.size
+            if size >= ROW_GROUP_BYTES or len(pending) >= ROW_GROUP_ROWS:
+                writer = writer or pq.ParquetWriter(tmp, SCHEMA, **_PART_OPTIONS)
+                writer.write_table(sequences_to_table(pending), row_group_size=ROW_GROUP_ROWS)
+                pending, size = [], 0
+        if pending or writer is None:  # an empty part is one empty row group, as write_table made it
+            writer = writer or pq.ParquetWriter(tmp, SCHEMA, **_PART_OPTIONS)
+            writer.write_table(sequences_to_table(pending), row_group_size=ROW_GROUP_ROWS)
+    finally:
+        if writer is not None:
+            writer.close()
     os.replace(tmp, path)
 
 
