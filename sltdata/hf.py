@@ -77,6 +77,22 @@ def hf_features(labels: dict[str, int] | None, points: int | None):
     })
 
 
+def _rows(store: Store, split_of_key: dict[str, str]):
+    """(split, row) for every sample of the store in store order (a key in no split is left out)."""
+    for batch in store.iter_batches():
+        meta = batch.select(list(METADATA_COLUMNS)).to_pylist()
+        for m, lm in zip(meta, table_landmarks(batch)):
+            split = split_of_key.get(m["key"])
+            if split is not None:
+                yield split, {**sample_record(m, split), "landmarks": lm}
+
+
+def _split_rows(store_path: str, keys: tuple[str, ...], split: str):
+    """The rows of one split, streamed from the store in store order."""
+    for _, row in _rows(Store(store_path), dict.fromkeys(keys, split)):
+        yield row
+
+
 # Examples each split's writer holds before writing a record batch, shared by all splits so the
 # buffered total stays near ``from_generator``'s 1,000 (a buffered example pins its store batch).
 WRITER_EXAMPLES = 1000
@@ -92,12 +108,8 @@ def _write_splits(store: Store, split_of_key: dict[str, str], splits: list[str],
     per_split = max(1, WRITER_EXAMPLES // max(1, len(splits)))
     writers = {s: ArrowWriter(features=features, path=str(files[s]), writer_batch_size=per_split) for s in splits}
     try:
-        for batch in store.iter_batches():
-            meta = batch.select(list(METADATA_COLUMNS)).to_pylist()
-            for m, lm in zip(meta, table_landmarks(batch)):
-                split = split_of_key.get(m["key"])
-                if split is not None:
-                    writers[split].write(features.encode_example({**sample_record(m, split), "landmarks": lm}))
+        for split, row in _rows(store, split_of_key):
+            writers[split].write(features.encode_example(row))
         for w in writers.values():
             w.finalize()
     finally:
