@@ -1,9 +1,11 @@
 """HuggingFace outputs: a ``DatasetDict`` (one split per fold, plus ``test``) and pushing to the Hub.
 
 ``export_hf`` uses the same ``assign_folds`` as ``write_shards``, so the same store and seed give the
-same folds in both outputs. Splits are built with ``Dataset.from_generator`` (one streaming pass
-over the store per split, Arrow written to disk as it goes, so memory stays bounded) in a private
-cache directory inside the output, then ``save_to_disk`` under a temporary name and renamed.
+same folds in both outputs. The store is read once for all splits: each sample goes, encoded by the
+split's ``Features``, to its split's Arrow file (datasets' ``ArrowWriter``, what ``from_generator``
+writes with) in a private cache directory inside the output; each file becomes a split with
+``Dataset.from_file``, then ``save_to_disk`` under a temporary name and renamed. (One
+``from_generator`` per split read the whole store once per split: 6 passes for 5 folds + test.)
 
 Landmarks are ``Array3D(shape=(None, P, 3), dtype="float32")``: a variable number of frames of P
 points; NaN (undetected) survives Arrow unchanged, so the arrays read back bit for bit. When the
@@ -75,22 +77,51 @@ def hf_features(labels: dict[str, int] | None, points: int | None):
     })
 
 
-def _split_rows(store_path: str, keys: tuple[str, ...], split: str):
-    """Rows of one split, streamed from the store in store order. ``keys`` is a tuple on purpose:
-    ``from_generator`` treats a list in gen_kwargs as shards and would re-read the store per key."""
-    store = Store(store_path)
-    wanted = set(keys)
+def _rows(store: Store, split_of_key: dict[str, str]):
+    """(split, row) for every sample of the store in store order (a key in no split is left out)."""
     for batch in store.iter_batches():
         meta = batch.select(list(METADATA_COLUMNS)).to_pylist()
         for m, lm in zip(meta, table_landmarks(batch)):
-            if m["key"] in wanted:
-                yield {**sample_record(m, split), "landmarks": lm}
+            split = split_of_key.get(m["key"])
+            if split is not None:
+                yield split, {**sample_record(m, split), "landmarks": lm}
+
+
+def _split_rows(store_path: str, keys: tuple[str, ...], split: str):
+    """The rows of one split, streamed from the store in store order."""
+    for _, row in _rows(Store(store_path), dict.fromkeys(keys, split)):
+        yield row
+
+
+# Examples each split's writer holds before writing a record batch, shared by all splits so the
+# buffered total stays near ``from_generator``'s 1,000 (a buffered example pins its store batch).
+WRITER_EXAMPLES = 1000
+
+
+def _write_splits(store: Store, split_of_key: dict[str, str], splits: list[str], features, cache: Path) -> dict[str, Path]:
+    """One pass over the store: every sample, encoded, appended to its split's Arrow file in store
+    order (the order ``from_generator`` over the store gave each split). Returns split -> file."""
+    from datasets.arrow_writer import ArrowWriter
+
+    cache.mkdir(parents=True, exist_ok=True)
+    files = {s: cache / f"{s}.arrow" for s in splits}
+    per_split = max(1, WRITER_EXAMPLES // max(1, len(splits)))
+    writers = {s: ArrowWriter(features=features, path=str(files[s]), writer_batch_size=per_split) for s in splits}
+    try:
+        for split, row in _rows(store, split_of_key):
+            writers[split].write(features.encode_example(row))
+        for w in writers.values():
+            w.finalize()
+    finally:
+        for w in writers.values():
+            w.close()
+    return files
 
 
 def export_hf(store: Store | str | Path, out: str | Path, folds: int = FOLD_DEFAULTS.folds,
               test_fraction: float = FOLD_DEFAULTS.test_fraction, seed: int = FOLD_DEFAULTS.seed, overwrite: bool = False, progress: Callable[[str], None] | None = None):
     """Write the store as a DatasetDict (``fold0``.. ``test``) with ``save_to_disk``; returns it."""
-    from datasets import Dataset, DatasetDict, disable_progress_bars
+    from datasets import Dataset, DatasetDict, DatasetInfo, NamedSplit, disable_progress_bars
 
     store = store if isinstance(store, Store) else Store(store)
     out = Path(out)
@@ -104,16 +135,12 @@ def export_hf(store: Store | str | Path, out: str | Path, folds: int = FOLD_DEFA
     outputs.replace(work, "an unfinished export-hf", ("cache", "dataset"))  # a killed run's leftovers
     cache = work / "cache"
     disable_progress_bars()
-    by_split: dict[str, list[str]] = {s: [] for s in plan.splits}
-    for k, s in plan.split_of_key.items():
-        by_split[s].append(k)
+    files = _write_splits(store, plan.split_of_key, list(plan.splits), features, cache)
     splits = {}
     for s in plan.splits:
         if progress is not None:
             progress(s)
-        splits[s] = Dataset.from_generator(_split_rows, features=features, cache_dir=str(cache),
-                                           gen_kwargs={"store_path": str(store.path), "keys": tuple(by_split[s]), "split": s},
-                                           split=s)
+        splits[s] = Dataset.from_file(str(files[s]), info=DatasetInfo(features=features), split=NamedSplit(s))
     dd = DatasetDict(splits)
     saved = work / "dataset"
     dd.save_to_disk(str(saved))

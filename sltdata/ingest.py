@@ -268,33 +268,40 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
     parquet = out / part_name(index)
     if parquet.is_file() and sidecar.is_file():
         return json.loads(sidecar.read_text(encoding="utf-8"))
-    sequences, rejects, scores = [], [], []
+    rejects: list[Reject] = []
     layout_map = source.recipe.layout_map or {}
-    for g in part:
-        try:
-            results = list(source.read(root / g.file, list(g.rows)))
-        except SourceError as e:  # the whole file is unreadable: every row pointing at it says why
-            results = [r.reject(e.reason, file=source.landmark_file(r)) for r in g.rows]
-        if len(results) != len(g.rows):
-            raise RuntimeError(f"source {source.name} returned {len(results)} results for {len(g.rows)} rows")
-        for r, res in zip(g.rows, results):
-            if isinstance(res, Sequence) and res.layout in layout_map:
-                res = replace(res, landmarks=map_layout(res.landmarks, source.layout(res.layout), layout_map[res.layout]),
-                              layout=layout_map[res.layout])
-            if isinstance(res, Reject):
-                rejects.append(res)
-            elif (bad := _check_sequence(res, r, g.file, source.layout(res.layout))) is not None:
-                rejects.append(bad)
-            else:  # provenance: the file it was read from, as the plan names it (relative to the root)
-                sequences.append(res if res.source_file else replace(res, source_file=g.file))
-                if quality:
-                    scores.append(_quality(sequences[-1], source.layout(res.layout)))
-    info = {"file": parquet.name, "sequences": len(sequences), "frames": int(sum(s.frames for s in sequences)),
-            "layouts": sorted({s.layout for s in sequences}),
-            "layout_definitions": [source.layout(n).to_dict() for n in sorted({s.layout for s in sequences})],
-            "rejects": [json.loads(r.to_json()) for r in rejects]}
-    write_json_atomic(sidecar, info)  # sidecar first: a part is finished once its parquet exists
-    write_part(parquet, sequences, scores if quality else None)
+    info: dict = {}
+
+    def stored():
+        """The part's sequences as they are read and checked, for ``write_part`` to stream into row
+        groups; once exhausted it writes the sidecar (before ``write_part`` renames the parquet)."""
+        n, frames, layouts = 0, 0, set()
+        for g in part:
+            try:
+                results = list(source.read(root / g.file, list(g.rows)))
+            except SourceError as e:  # the whole file is unreadable: every row pointing at it says why
+                results = [r.reject(e.reason, file=source.landmark_file(r)) for r in g.rows]
+            if len(results) != len(g.rows):
+                raise RuntimeError(f"source {source.name} returned {len(results)} results for {len(g.rows)} rows")
+            for r, res in zip(g.rows, results):
+                if isinstance(res, Sequence) and res.layout in layout_map:
+                    res = replace(res, landmarks=map_layout(res.landmarks, source.layout(res.layout),
+                                                            layout_map[res.layout]), layout=layout_map[res.layout])
+                if isinstance(res, Reject):
+                    rejects.append(res)
+                elif (bad := _check_sequence(res, r, g.file, source.layout(res.layout))) is not None:
+                    rejects.append(bad)
+                else:  # provenance: the file it was read from, as the plan names it (relative to the root)
+                    n, frames = n + 1, frames + res.frames
+                    layouts.add(res.layout)
+                    yield res if res.source_file else replace(res, source_file=g.file)
+            del results  # the group's landmarks go before the next file is read
+        info.update({"file": parquet.name, "sequences": n, "frames": int(frames), "layouts": sorted(layouts),
+                     "layout_definitions": [source.layout(name).to_dict() for name in sorted(layouts)],
+                     "rejects": [json.loads(r.to_json()) for r in rejects]})
+        write_json_atomic(sidecar, info)  # sidecar first: a part is finished once its parquet exists
+
+    write_part(parquet, stored(), (lambda seq: _quality(seq, source.layout(seq.layout))) if quality else None)
     return info
 
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -155,16 +155,52 @@ def sequences_to_table(sequences: list[Sequence], quality: list[dict] | None = N
                                  for f in SCHEMA], schema=SCHEMA)
 
 
-def write_part(path: Path, sequences: list[Sequence], quality: list[dict] | None = None) -> None:
-    """Write one part atomically (temporary name, then rename). Deterministic bytes for equal input."""
-    write_table(path, sequences_to_table(sequences, quality))
+# A part is written a row group at a time: sequences are buffered until they hold this many bytes of
+# landmarks (or ``ROW_GROUP_ROWS`` sequences), then written and let go, so an ingest worker holds one
+# row group of a part, not the part (a 128-sequence Fingerspelling part is ~125 MB of float32, held
+# three times over when written as one table: the sequences, the table, the writer's column chunk).
+ROW_GROUP_BYTES = 16 << 20
+ROW_GROUP_ROWS = 1024
+_PART_OPTIONS = dict(compression="zstd", write_statistics=["key", "label", "participant", "frames"])
+
+
+def write_part(path: Path, sequences: Iterable[Sequence],
+               quality: Callable[[Sequence], dict] | None = None) -> None:
+    """Write one part atomically (temporary name, then rename). Deterministic bytes for equal input.
+
+    ``sequences`` is consumed lazily and written in row groups of at most ``ROW_GROUP_BYTES`` of
+    landmarks; everything the iterable does before it is exhausted (ingest writes the part's sidecar
+    there) happens before the rename. A part of one row group has the bytes ``pq.write_table`` gave.
+    ``quality(sequence)`` gives each sequence's ``quality_*`` scores (None: the columns stay null)."""
+    tmp = path.with_name(path.name + ".tmp")
+    writer, pending, size = None, [], 0
+
+    def flush(writer):
+        writer = writer or pq.ParquetWriter(tmp, SCHEMA, **_PART_OPTIONS)
+        scores = None if quality is None else [quality(s) for s in pending]
+        writer.write_table(sequences_to_table(pending, scores), row_group_size=ROW_GROUP_ROWS)
+        return writer
+
+    try:
+        for seq in sequences:
+            pending.append(seq)
+            size += 4 * seq.landmarks.size
+            if size >= ROW_GROUP_BYTES or len(pending) >= ROW_GROUP_ROWS:
+                writer = flush(writer)
+                pending, size = [], 0
+        if pending or writer is None:  # an empty part is one empty row group, as write_table made it
+            writer = flush(writer)
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(tmp, path)
+    fs.committed(path)
 
 
 def write_table(path: Path, table: pa.Table) -> None:
     """Write a table of ``SCHEMA`` as one part, atomically, with the store's Parquet settings."""
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=1024,
-                   write_statistics=["key", "label", "participant", "frames"])
+    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **_PART_OPTIONS)
     os.replace(tmp, path)
     fs.committed(path)
 

@@ -19,8 +19,13 @@ that ``tarfile``, webdataset and ``datasets.load_dataset("webdataset")`` read as
 Roll-over follows webdataset's ``ShardWriter``: a new shard starts when the current one holds
 ``max_samples_per_shard`` samples or the next sample would take it past ``max_shard_bytes``.
 Shards are written as ``NAME.tmp`` and renamed when complete; ``index.json`` is written last, so a
-directory without it is an unfinished run, and re-running the same command rewrites it to the same
-bytes.
+directory without it is an unfinished run, and re-running the same command finishes it to the same
+bytes. A run first writes ``shards.plan.json`` (a fingerprint of the store, the fold plan and the
+options); a re-run with the same fingerprint keeps the finished shards (renamed into place, beside
+their checksums file) untouched and resumes after them: a split's shards are filled in store order
+and each starts empty, so the first N samples of a split are the ones its finished shards hold, and
+they are read past by metadata alone (no landmarks decoded). The plan file goes once the index is
+written.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from sltdata import fs, outputs
 from sltdata.errors import ConfigError
@@ -45,9 +51,10 @@ from sltdata.shards.index import (DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, INDEX_
                                   JSON_MEMBER, LANDMARKS_MEMBER, MASK_MEMBER, MEMBER_DIGEST, MEMBER_SUMS_SUFFIX,
                                   SHARD_RE, ShardError, ShardIndex, member_digest, member_sums_name,
                                   sample_record, sanitize_key, shard_name)
-from sltdata.store import META_FILE, METADATA_COLUMNS, Store, table_landmarks, write_json_atomic
+from sltdata.store import META_FILE, METADATA_COLUMNS, Store, conform, table_landmarks, write_json_atomic
 
 log = logging.getLogger(__name__)
+PLAN_FILE = "shards.plan.json"  # written first; a re-run with the same fingerprint resumes
 
 
 def characters_from_texts(texts: Iterable[str | None]) -> dict[str, int] | None:
@@ -203,14 +210,100 @@ def _prefetch(iterable, depth: int = 2):
                 thread.join(0.01)
 
 
-def _clean(out: Path) -> None:
-    """Remove what a previous (maybe killed) run left: temp files, shards, member checksums, the index."""
+def _clean(out: Path, keep: frozenset[str] = frozenset()) -> None:
+    """Remove what a previous (maybe killed) run left: temp files, shards, member checksums, the index
+    and the plan, all but the names in ``keep`` (finished shards a resumed run keeps)."""
     for p in out.iterdir():
         sums = p.name.removesuffix(".tmp").endswith(MEMBER_SUMS_SUFFIX) and \
             SHARD_RE.match(p.name.removesuffix(".tmp").removesuffix(MEMBER_SUMS_SUFFIX) + ".tar")
-        if p.name.endswith(".tar.tmp") or SHARD_RE.match(p.name) or sums or p.name in (INDEX_FILE, INDEX_FILE + ".tmp"):
+        if p.name in keep:
+            continue
+        if p.name.endswith(".tar.tmp") or SHARD_RE.match(p.name) or sums or \
+                p.name in (INDEX_FILE, INDEX_FILE + ".tmp", PLAN_FILE, PLAN_FILE + ".tmp"):
             p.unlink()
             fs.removed(p)
+
+
+def _plan_fingerprint(store: Store, plan, options: dict) -> str:
+    """What decides every byte of the shards: the store (its store.json, which names its parts and
+    counts), the fold plan, the writer's options and the index version."""
+    h = hashlib.sha256(json.dumps({"store": _store_summary(store), "options": options, "version": INDEX_VERSION,
+                                   "participants": plan.participants}, sort_keys=True).encode())
+    for key, split in plan.split_of_key.items():
+        h.update(f"{key}\0{split}\1".encode())
+    return h.hexdigest()
+
+
+def _finished_shards(out: Path, splits: list[str]) -> dict[str, list[dict]]:
+    """Per split, the shards a killed run finished: ``SPLIT-000000.tar`` onward while each is in place
+    with its checksums file (a shard is renamed into place after its checksums), as index records
+    plus the sanitized keys each holds in order (``keys``, dropped before the index is written)."""
+    done: dict[str, list[dict]] = {s: [] for s in splits}
+    for s in splits:
+        while True:
+            name = shard_name(s, len(done[s]))
+            sums_name = member_sums_name(name)
+            if not ((out / name).is_file() and (out / sums_name).is_file()):
+                break
+            sums = (out / sums_name).read_bytes()
+            sha, n = hashlib.sha256(), 0
+            with open(out / name, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    sha.update(chunk)
+                    n += len(chunk)
+            keys = [line.split("  ", 1)[1].removesuffix("." + JSON_MEMBER)
+                    for line in sums.decode("utf-8").splitlines() if line.endswith("." + JSON_MEMBER)]
+            done[s].append({"file": name, "split": s, "samples": len(keys), "bytes": n, "sha256": sha.hexdigest(),
+                            "member_sums": sums_name, "member_sums_sha256": hashlib.sha256(sums).hexdigest(),
+                            "member_digest": MEMBER_DIGEST, "keys": keys})
+    return done
+
+
+def _resume(out: Path, fingerprint: str, splits: list[str]) -> dict[str, list[dict]]:
+    """Ready ``out`` for this run: the finished shards of a killed run of the same plan are kept
+    (returned per split); anything else a previous run left is removed. The plan is written first."""
+    plan_path = out / PLAN_FILE
+    done = {s: [] for s in splits}
+    if plan_path.is_file():
+        try:
+            same = json.loads(plan_path.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            same = False
+        if same:
+            done = _finished_shards(out, splits)
+    keep = frozenset(n for shards in done.values() for c in shards for n in (c["file"], c["member_sums"]))
+    _clean(out, keep)
+    write_json_atomic(plan_path, {"fingerprint": fingerprint})
+    if keep:
+        log.info("resuming: %d finished shard(s) kept", len(keep) // 2)
+    return done
+
+
+def _store_batches(store: Store, plan, skip: dict[str, int], columns: list[str], kept: set | None = None):
+    """The store's batches in order; a part none of whose samples this unit will write (each is held by
+    a finished shard, belongs to another unit's split, or is filtered out by ``--where``) comes without
+    its landmarks column, so resuming does not decode what it will not write."""
+    left = dict(skip)
+    for p in store.parts:
+        pf = pq.ParquetFile(fs.arrow_source(p))
+        if any(left.values()):
+            keys = pq.read_table(fs.arrow_source(p), columns=["key"]).column("key").to_pylist()
+            writes = False
+            for k in keys:
+                s = plan.split_of_key.get(k) if kept is None or k in kept else None
+                if s not in left:
+                    continue  # not this unit's to write
+                if left[s]:
+                    left[s] -= 1
+                else:
+                    writes = True
+            if not writes:
+                have = pf.schema_arrow.names
+                for batch in pf.iter_batches(batch_size=1024, columns=[c for c in columns if c in have]):
+                    yield conform(batch)
+                continue
+        for batch in pf.iter_batches(batch_size=256):
+            yield conform(batch)
 
 
 def _store_summary(store: Store) -> dict:
@@ -319,24 +412,32 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
     else:
         plan = assign_store_folds(store, folds=folds, test_fraction=test_fraction, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    _clean(out)
+    if overwrite:
+        _clean(out)
 
     cfg = None
     if transform is not None:
         from sltdata.transforms import load_transform_config
 
         cfg = load_transform_config(transform)
+    options = {"folds": folds, "test_fraction": test_fraction, "seed": seed, "max_samples_per_shard": max_samples_per_shard,
+               "max_shard_bytes": max_shard_bytes, "transform": None if cfg is None else cfg.to_dict(),
+               "where": where, "trim_idle": trim_idle}
+    done = _resume(out, _plan_fingerprint(store, plan, options), plan.splits)
+    done_keys = {s: [k for c in shards for k in c.pop("keys")] for s, shards in done.items()}
+    finished = [c for shards in done.values() for c in shards]
+    resume = {s: (len(done[s]), done_keys[s]) for s in plan.splits}
     if engine is None:  # one pass writes every split
         units = [_write_splits(store, out, plan, cfg, plan.splits, max_samples_per_shard, max_shard_bytes, progress,
-                               kept, trim_idle)]
+                               kept, trim_idle, resume)]
     else:  # a unit per split; each reports its samples when it is done
         units = []
         for u in engine.map(_write_splits, [(store, out, plan, cfg, (s,), max_samples_per_shard, max_shard_bytes, None,
-                                             kept, trim_idle) for s in plan.splits]):
+                                             kept, trim_idle, {s: resume[s]}) for s in plan.splits]):
             units.append(u)
             if progress is not None:
                 progress(sum(v["samples"] for v in u[1].values()))
-    closed = [c for u in units for c in u[0]]
+    closed = finished + [c for u in units for c in u[0]]
     stats = {k: v for u in units for k, v in u[1].items()}
     texts_seen = [t for u in units for t in u[2]]
     layouts = set().union(*(u[3] for u in units))
@@ -347,26 +448,35 @@ def _write_shards(store: Store, out: Path, folds: int, test_fraction: float, see
 
 def _write_splits(store: Store, out: Path, plan, cfg, only: tuple[str, ...], max_samples_per_shard: int,
                   max_shard_bytes: int, progress: Callable[[int], None] | None, kept: set | None = None,
-                  trim_idle: bool = False):
+                  trim_idle: bool = False, resume: dict[str, tuple[int, list[str]]] | None = None):
     """Write the shards of the splits ``only`` in one pass over the store (the engines' unit); ``kept``
-    (``--where``) and ``trim_idle`` as ``write_shards`` says.
+    (``--where``) and ``trim_idle`` as ``write_shards`` says. ``resume``: per split, the shards a killed
+    run finished and the (sanitized) keys they hold in order: those samples are read past, never rewritten.
 
-    Returns (closed shard entries, per-split stats, texts seen, layouts, feature dims by layout)."""
+    Returns (newly closed shard entries, per-split stats, texts seen, layouts, feature dims by layout)."""
     pipelines = {}
     if cfg is not None:
         from sltdata.transforms import build_pipeline
         from sltdata.transforms.pipeline import frame_size
+    resume = resume or {}
     closed: list[dict] = []
     writers = {s: _SplitWriter(out, s, max_samples_per_shard, max_shard_bytes, closed.append) for s in only}
+    done_keys = {s: resume.get(s, (0, []))[1] for s in only}
+    for s in only:
+        writers[s].index = resume.get(s, (0, []))[0]
+    skip = {s: len(done_keys[s]) for s in only}
+    seen = {s: 0 for s in only}
     stats = {s: {"samples": 0, "frames": 0} for s in only}
     safe_keys: dict[str, str] = {}
     texts_seen, layouts = [], set()
     need_chars = store.characters is None
     try:
         columns = list(METADATA_COLUMNS) + (["quality_idle_lead_in", "quality_idle_lead_out"] if trim_idle else [])
-        for batch in _prefetch(store.iter_batches()):
+        batches = _store_batches(store, plan, skip, columns, kept) if any(skip.values()) else store.iter_batches()
+        for batch in _prefetch(batches):
             meta = batch.select(columns).to_pylist()
-            for m, lm in zip(meta, table_landmarks(batch)):
+            lms = table_landmarks(batch) if "landmarks" in batch.schema.names else [None] * len(meta)
+            for m, lm in zip(meta, lms):
                 key = m["key"]
                 if kept is not None and key not in kept:
                     continue
@@ -380,9 +490,20 @@ def _write_splits(store: Store, out: Path, plan, cfg, only: tuple[str, ...], max
                 if need_chars and m["text"] is not None:
                     texts_seen.append(m["text"])
                 layouts.add(m["layout"])
+                a, b = _idle_trim(m) if trim_idle else (0, 0)
+                stats[split]["samples"] += 1
+                stats[split]["frames"] += int(m["frames"]) - a - b
+                if seen[split] < skip[split]:  # a finished shard holds it: read past, never rewritten
+                    if done_keys[split][seen[split]] != safe:
+                        raise ShardError(f"{out}: finished shards of {split} do not hold the store's samples in "
+                                         "order; pass --overwrite to rewrite them")
+                    seen[split] += 1
+                    if m["layout"] not in pipelines and cfg is not None:
+                        pipelines[m["layout"]] = build_pipeline(cfg, layout=store.layout(m["layout"]))
+                    continue
+                seen[split] += 1
                 record = sample_record(m, split)
                 if trim_idle:
-                    a, b = _idle_trim(m)
                     lm = lm[a:m["frames"] - b]
                     m["frames"] = record["frames"] = int(lm.shape[0])
                     record["trimmed"] = [a, b]
@@ -399,8 +520,6 @@ def _write_splits(store: Store, out: Path, plan, cfg, only: tuple[str, ...], max
                                (f"{safe}.{MASK_MEMBER}", [npy_header(mask), mask.data])]
                 members.append((f"{safe}.{JSON_MEMBER}", [json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")]))
                 writers[split].write(members)
-                stats[split]["samples"] += 1
-                stats[split]["frames"] += int(m["frames"])
             if progress is not None:
                 progress(batch.num_rows)
         for w in writers.values():
@@ -442,4 +561,5 @@ def _write_index(store: Store, out: Path, plan, cfg, seed: int, test_fraction: f
         "trim_idle": trim_idle,
     }
     write_json_atomic(out / INDEX_FILE, index)
+    (out / PLAN_FILE).unlink()  # complete: the index says what the directory holds
     return ShardIndex(out, index)
