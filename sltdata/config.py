@@ -225,6 +225,40 @@ def merge(base: Mapping, over: Mapping) -> dict:
     return out
 
 
+def expand_shorthands(cls: type, data: Mapping, origin: str) -> dict:
+    """``data`` with each section's ``prepare`` shorthands spelled out (``augment: false`` -> every
+    augmentation with p 0), so an override merged afterwards changes one value of the spelled-out
+    section instead of replacing the shorthand (``augment: false`` then ``augment.flip.p=0.5`` would
+    otherwise turn every other augmentation back on at its default)."""
+    def walk(cls: type, data: Any, where: str) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        prepare = getattr(cls, "prepare", None)
+        if callable(prepare):
+            data = _hook(lambda: prepare(data), where)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            value = data.get(f.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a shorthand made an object
+                data[f.name] = dataclasses.asdict(value)
+            section = _dataclass_of(hints.get(f.name))
+            if section is not None and isinstance(data.get(f.name), Mapping):
+                data[f.name] = walk(section, data[f.name], _join(where, f.name))
+        return data
+
+    with reported_as(origin):
+        return walk(cls, data, "")
+
+
+def _dataclass_of(hint) -> type | None:
+    """The dataclass a field holds (``T`` or ``Optional[T]``), else None."""
+    for t in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(t):
+            return t
+    return None
+
+
 def load(cls: type, source: str | Path | Mapping | None, overrides: list[str] | Mapping | None = None, *,
          origin: str) -> Any:
     """Dataclass ``cls`` from a YAML path, a mapping or None (defaults), with overrides applied.
@@ -233,7 +267,8 @@ def load(cls: type, source: str | Path | Mapping | None, overrides: list[str] | 
     """
     data, origin = read_source(source, origin)
     if overrides:
-        data = merge(data, overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))
+        data = merge(expand_shorthands(cls, data, origin),
+                     overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))
     return build(cls, data, origin)
 
 

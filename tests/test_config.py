@@ -159,3 +159,17 @@ def test_all_three_entry_points_speak_the_same_style(tmp_path):
     assert messages == [f"{transform}: max_length: expected an integer, got 'long'",
                         f"{run}: transforms.max_length: expected an integer, got 'long'",
                         f"{recipe}: fps: expected a number, got 'long'"]
+
+
+def test_an_override_of_one_augmentation_keeps_augment_false_for_the_others():
+    # `augment: false` then `--set transforms.augment.flip.p=0.5`: only the flip comes on (the shorthand
+    # is spelled out before the override is merged, not replaced by it)
+    from sltdata.train.config import load_config
+    from sltdata.testing.train import tiny_islr_config
+
+    base = tiny_islr_config()
+    assert base["transforms"]["augment"] is False
+    run = load_config(base, ["transforms.augment.flip.p=0.5"]).transforms.augment
+    ps = {f: getattr(run, f).p for f in ("flip", "affine", "rescale", "jitter", "frame_mask", "cutout",
+                                          "spatial_mask", "crop")}
+    assert ps == {"flip": 0.5, **{f: 0.0 for f in ps if f != "flip"}}

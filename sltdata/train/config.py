@@ -22,7 +22,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from sltdata.config import build, merge, parse_overrides, read_source
+from sltdata.config import build, expand_shorthands, merge, parse_overrides, read_source
 from sltdata.loader import DEFAULT_BATCH_SIZE
 from sltdata.transforms.config import TransformConfig
 
@@ -103,7 +103,8 @@ def load_config(source: str | Path | dict | None, overrides: list[str] | dict | 
     """
     data, origin = read_source(source, ORIGIN)
     if overrides:
-        data = merge(data, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
+        data = merge(expand_shorthands(RunConfig, data, origin),
+                     overrides if isinstance(overrides, dict) else parse_overrides(overrides))
     model = data.pop("model", None)
     cfg = build(RunConfig, data, origin)
     if model_class is None:
