@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("s3fs")
+s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 torch = pytest.importorskip("torch")
 
@@ -41,6 +41,7 @@ def bucket():
     host, port = server.get_host_and_port()
     saved = {k: os.environ.get(k) for k in [*ENV, "AWS_ENDPOINT_URL"]}
     os.environ.update(ENV, AWS_ENDPOINT_URL=f"http://{host}:{port}")
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec caches filesystems: one made for another server's port
     try:
         s3, _ = fs.url_to_fs("s3://sltdata-runs")
         s3.mkdir("sltdata-runs")
@@ -52,6 +53,7 @@ def bucket():
             else:
                 os.environ[k] = v
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="module")
