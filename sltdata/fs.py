@@ -17,7 +17,9 @@ Two shapes, chosen so the commands keep their local code (and their local bytes)
   ``index.json``) last. No lock is taken on an object store (one writer per URL is the user's job).
 - A remote **input directory** that a reader needs as local files (an ingest's dataset root, extract's
   videos) is downloaded to a temporary directory by :func:`input_dir`, whole. Reading it part by part
-  is the planner's job once it plans from an fsspec listing.
+  is the planner's job once it plans from an fsspec listing. :func:`input_files` pulls only the files
+  a reader names (a run's config and one checkpoint, not its optimizer states); :func:`output_file`
+  writes one file (an exported model) locally and puts it when it is finished.
 
 Credentials and endpoints come from the environment (s3fs/botocore read ``AWS_ENDPOINT_URL``,
 ``AWS_ACCESS_KEY_ID``...) and from ``--storage-option KEY=VALUE`` (:func:`set_storage_options`);
@@ -323,6 +325,59 @@ def input_dir(url) -> Iterator[Path]:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def input_files(url, keep) -> Iterator[Path]:
+    """A local directory holding the files of the remote directory ``url`` whose relative path
+    (``a/b.json``) ``keep`` accepts: what a reader needs of a large directory (a run's config and one
+    checkpoint, not its optimizer states and logs). Local: the directory itself."""
+    if not is_remote(url):
+        yield local(url)
+        return
+    fs, root = url_to_fs(str(url))
+    root = root.rstrip("/")
+    staging = Path(tempfile.mkdtemp(prefix="sltdata-in-"))
+    try:
+        for rp in fs.find(root):
+            rel = PurePosixPath(rp).relative_to(root).as_posix()
+            if keep(rel):
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(rp, str(staging / rel))
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def output_file(url) -> Iterator[Path]:
+    """A local path to write the output ``url`` (a file, or a directory of files) to. Local: the path
+    itself. Remote: a path in a temporary directory, put to ``url`` when the block ends without error
+    (a file in one PUT; a directory file by file)."""
+    if not is_remote(url):
+        yield local(url)
+        return
+    fs, key = url_to_fs(str(url))
+    key = key.rstrip("/")
+    staging = Path(tempfile.mkdtemp(prefix="sltdata-out-"))
+    try:
+        path = staging / PurePosixPath(key).name
+        yield path
+        if path.is_dir():
+            for p in sorted(path.rglob("*")):
+                if p.is_file():
+                    fs.put_file(str(p), f"{key}/{p.relative_to(path).as_posix()}")
+        elif path.is_file():
+            fs.put_file(str(path), key)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def join(base, *names) -> str | Path:
+    """``base / names`` for a local path or a URL (a URL stays a string: ``Path`` folds ``s3://``)."""
+    if is_remote(base):
+        return "/".join([str(base).rstrip("/"), *(str(n).strip("/") for n in names)])
+    return local(base).joinpath(*names)
 
 
 def upload_dir(local_dir, url) -> None:

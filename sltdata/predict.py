@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from sltdata import fs
 from sltdata.errors import ConfigError, SltdataError, SourceError
 from sltdata.layouts import Layout
 
@@ -271,7 +272,7 @@ class Predictor:
         from sltdata.train.loop import resolve_device
         from sltdata.train.runs import load_run
 
-        self.run_dir = Path(run_dir)
+        self.run_dir = fs.as_path(run_dir)  # a Path, or a RemotePath for a run on object storage
         self.trainer, self.cfg, self.info, model = load_run(run_dir, checkpoint)
         self.device = resolve_device(device)
         self.model = model.to(self.device)

@@ -57,7 +57,7 @@ def write_csv(records: list[dict], path: Path) -> None:
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
+    run: str = typer.Argument(..., help="Run directory written by `sltdata train`; a path or URL (s3://...)."),
     inputs: List[Path] = typer.Argument(..., help="Videos, .pose files, Kaggle ISLR / Fingerspelling parquets, "
                                                   "sequence stores or shard directories."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Signs per sequence (classifiers)."),
@@ -132,7 +132,7 @@ def compose_cmd(
 
 @app.command(name="app")
 def app_cmd(
-    run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
+    run: str = typer.Argument(..., help="Run directory written by `sltdata train`; a path or URL (s3://...)."),
     port: int = typer.Option(7860, "--port", "-p", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
     compose: Optional[str] = typer.Option(None, "--compose", help="Local LM that turns the signs into a sentence."),

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sltdata.cli import app, console
+from sltdata.fs import display, is_remote, join
 
 
 class _RecipesHelp(typer.core.TyperCommand):
@@ -75,7 +76,7 @@ def train(
     data: str = typer.Option(..., "--data", "-d", help="Shard directory (or its index.json) from `sltdata shard`; a path or URL (s3://...)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Run config YAML (train/data/transforms/model), or a bundled recipe name (listed below)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports."),
+    out: str = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics.jsonl, config, reports; a path or URL (s3://...)."),
     val_fold: Optional[str] = typer.Option(None, "--val-fold", help="Validate on fold K, train on the other folds; 'none': train on every fold, no validation (the last checkpoint is the final model)."),
     test: bool = typer.Option(False, "--test", help="After training, evaluate the best checkpoint on the test split."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -104,19 +105,19 @@ def train(
     if not main:
         return
     best = summary.get("best")
-    typer.echo(f"trained {summary['global_step']} steps into {out}"
+    typer.echo(f"trained {summary['global_step']} steps into {display(out)}"
                + (f"; best val {summary['monitor']} {best:.4f}" if best is not None else ""))
     if summary.get("test"):
-        console.print(_metrics_table(f"test ({out / 'eval-test'})", summary["test"]))
+        console.print(_metrics_table(f"test ({display(join(out, 'eval-test'))})", summary["test"]))
 
 
 @app.command()
 def evaluate(
-    run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
-    data: Path = typer.Option(..., "--data", "-d", help="Shard directory to evaluate on."),
+    run: str = typer.Argument(..., help="Run directory written by `sltdata train`; a path or URL (s3://...)."),
+    data: str = typer.Option(..., "--data", "-d", help="Shard directory to evaluate on; a path or URL."),
     split: str = typer.Option("test", help="test, val (the run's validation fold), train, or a fold name."),
     checkpoint: str = typer.Option("best", help="best or last."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report directory (default RUN/eval-SPLIT)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Report directory (default RUN/eval-SPLIT); a path or URL."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
 ):
     """Print a run's metrics on a split as a table; write predictions and the trainer's reports."""
@@ -129,9 +130,9 @@ def evaluate(
 
 @app.command(cls=_FormatsHelp)
 def export(
-    run: Path = typer.Argument(..., help="Run directory written by `sltdata train`."),
+    run: str = typer.Argument(..., help="Run directory written by `sltdata train`; a path or URL (s3://...)."),
     format: str = typer.Option("onnx", "--format", "-f", help="Export format (the trainer's; listed below)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default RUN/model.FORMAT)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file (default RUN/model.FORMAT); a path or URL."),
     checkpoint: str = typer.Option("best", help="best or last."),
 ):
     """Export a run's model. ONNX: islr and ctc models take raw landmarks (frames, 543, 3) with NaN,
@@ -143,15 +144,16 @@ def export(
     check = ""
     if diff is not None:
         from sltdata.train.export import read_metadata
-        on = " on raw landmarks" if read_metadata(path).get("input") == "landmarks" else ""
+        raw = not is_remote(path) and read_metadata(path).get("input") == "landmarks"  # a remote one: not read back
+        on = " on raw landmarks" if raw else ""
         check = f" (onnxruntime vs PyTorch{on}: max |diff| {diff:.2e})"
     typer.echo(f"wrote {path}{check}")
 
 
 @app.command()
 def ensemble(
-    runs: List[Path] = typer.Argument(..., help="Run directories to average (e.g. one per seed, trained with --val-fold none)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Ensemble run directory to write (evaluate / export take it)."),
+    runs: List[str] = typer.Argument(..., help="Run directories to average (e.g. one per seed, trained with --val-fold none); paths or URLs."),
+    out: str = typer.Option(..., "--out", "-o", help="Ensemble run directory to write (evaluate / export take it); a path or URL."),
     checkpoint: str = typer.Option("best", help="Which checkpoint of each run: best or last."),
 ):
     """Average the logits of several runs of one trainer: writes a run directory that `evaluate`

@@ -15,6 +15,12 @@ first (a full disk fails there, leaving the previous pair untouched), then renam
 names them. Two independent atomic writes could leave weights of step 6 beside a state of step 3,
 and ``--resume`` would silently train a different model; ``load_last`` refuses any pair the manifest
 does not name.
+
+A run written to object storage (``train --out s3://...``, a staging directory of ``fs.output_dir``)
+puts each file to the remote once it is final here: ``best`` when it changes, ``last`` as weights,
+state, then manifest. An object store has no rename, so a kill in the moment between those PUTs can leave the remote
+with weights the manifest does not name beside its state; ``load_last`` then refuses it (naming the
+file) rather than resume a different model, and the run must be started again.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from sltdata import fs
 from sltdata.errors import ConfigError
 
 
@@ -49,6 +56,8 @@ def save_weights(model: nn.Module, path: Path, step: int) -> None:
             raise
         raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from None
     os.replace(tmp, path)
+    if path.suffix == ".safetensors":  # best.safetensors; a pending pair file is put by save_last once renamed
+        fs.committed(path)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -117,6 +126,8 @@ def save_last(model: nn.Module, state: dict, directory: Path, step: int, name: s
     os.replace(pending[0], weights)
     os.replace(pending[1], state_file)
     os.replace(tmp, manifest)
+    for p in (weights, state_file, manifest):  # a remote run (fs.output_dir): the pair first, the manifest last
+        fs.committed(p)
 
 
 def load_last(model: nn.Module, directory: Path, name: str = "last") -> dict:

@@ -19,6 +19,7 @@ of ``evaluate`` and ``export`` does not apply to an ensemble.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -48,27 +49,45 @@ def is_ensemble(run_dir: str | Path) -> bool:
     return (Path(run_dir) / ENSEMBLE_FILE).is_file()
 
 
-def make_ensemble(runs: list[str | Path], out: str | Path, checkpoint: str = "best") -> Path:
-    """Write an ensemble run directory ``out`` from the run directories ``runs`` (two or more)."""
+def make_ensemble(runs: list[str | Path], out: str | Path, checkpoint: str = "best") -> Path | str:
+    """Write an ensemble run directory ``out`` from the run directories ``runs`` (two or more). Runs
+    and ``out`` may be URLs (``s3://...``): of a remote run only what a member copies is pulled (its
+    config, dataset info and chosen weights), a remote ``out`` is written through ``fs.output_dir``."""
+    from sltdata import fs
+
+    if len(runs) < 2:
+        raise ConfigError(f"an ensemble needs two or more runs, got {len(runs)}")
+    needed = {"config.yaml", "dataset.json", ENSEMBLE_FILE, f"checkpoints/{checkpoint}.safetensors"}
+    with contextlib.ExitStack() as stack:
+        local = [stack.enter_context(fs.input_files(r, needed.__contains__)) for r in runs]
+        names = [fs.display(r) if fs.is_remote(r) else Path(r) for r in runs]
+        sources = [str(n) if fs.is_remote(r) else str(Path(r).resolve()) for r, n in zip(runs, names)]
+        staging = stack.enter_context(fs.output_dir(out))
+        _write_ensemble(local, names, sources, Path(staging), checkpoint, fs.display(out))
+    return fs.display(out) if fs.is_remote(out) else Path(out)
+
+
+def _write_ensemble(runs: list[Path], names: list, sources: list[str], out: Path, checkpoint: str,
+                    shown: str) -> None:
+    """``make_ensemble`` on local directories; messages name ``names`` and ``shown``."""
+    from sltdata import fs
     from sltdata.train import checkpoint as ckpt
     from sltdata.train.base import DatasetInfo
     from sltdata.train.config import load_config
     from sltdata.train.registry import get_trainer
 
-    runs, out = [Path(r) for r in runs], Path(out)
-    if len(runs) < 2:
-        raise ConfigError(f"an ensemble needs two or more runs, got {len(runs)}")
     if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: directory is not empty")
+        raise ConfigError(f"{shown}: directory is not empty")
     infos, trainers = [], []
-    for run in runs:
+    for run, name in zip(runs, names):
         if is_ensemble(run):
-            raise ConfigError(f"{run}: is an ensemble already (list its member runs instead)")
+            raise ConfigError(f"{name}: is an ensemble already (list its member runs instead)")
         if not (run / "config.yaml").is_file() or not (run / "dataset.json").is_file():
-            raise ConfigError(f"{run}: not a run directory (no config.yaml or dataset.json)")
+            raise ConfigError(f"{name}: not a run directory (no config.yaml or dataset.json)")
         weights = ckpt.checkpoint_dir(run) / f"{checkpoint}.safetensors"
         if not weights.is_file():
-            raise ConfigError(f"{weights}: no {checkpoint} checkpoint (did the run finish an epoch?)")
+            raise ConfigError(f"{fs.join(name, 'checkpoints', weights.name)}: no {checkpoint} checkpoint "
+                              "(did the run finish an epoch?)")
         trainers.append(load_config(run / "config.yaml").trainer)
         infos.append(DatasetInfo.load(run / "dataset.json"))
     if len(set(trainers)) > 1:
@@ -76,11 +95,11 @@ def make_ensemble(runs: list[str | Path], out: str | Path, checkpoint: str = "be
     if get_trainer(trainers[0]).target != "label":
         raise ConfigError(f"trainer {trainers[0]!r}: ensembles average class logits, only label trainers have them")
     first = infos[0].to_dict()
-    for run, info in zip(runs[1:], infos[1:]):
+    for name, info in zip(names[1:], infos[1:]):
         d = info.to_dict()
         for key in SHARED_INFO:
             if d[key] != first[key]:
-                raise ConfigError(f"{run}: its dataset.json {key} differs from {runs[0]}'s "
+                raise ConfigError(f"{name}: its dataset.json {key} differs from {names[0]}'s "
                                   "(members must read the same features and name the same classes)")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -96,11 +115,10 @@ def make_ensemble(runs: list[str | Path], out: str | Path, checkpoint: str = "be
     shutil.copy2(runs[0] / "config.yaml", tmp / "config.yaml")
     shutil.copy2(runs[0] / "dataset.json", tmp / "dataset.json")
     (tmp / ENSEMBLE_FILE).write_text(json.dumps(
-        {"members": members, "checkpoint": checkpoint, "sources": [str(r.resolve()) for r in runs]}, indent=1))
+        {"members": members, "checkpoint": checkpoint, "sources": sources}, indent=1))
     if out.exists():
         out.rmdir()  # empty (checked above)
     tmp.rename(out)
-    return out
 
 
 def load_ensemble(run_dir: str | Path, load_member) -> tuple:

@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sltdata.loader import IGNORE_INDEX
+from sltdata import fs
 from sltdata.errors import ConfigError
 from sltdata.loader import IGNORE_INDEX
 from sltdata.train import checkpoint as ckpt
@@ -296,8 +296,20 @@ def build_model(trainer: Trainer, cfg: RunConfig, info: DatasetInfo, run_dir: Pa
     if dd.main:
         save_config(cfg, run_dir / "config.yaml")
         info.save(run_dir / "dataset.json")
+        before = _file_stamps(run_dir)
         trainer.save_artifacts(info, run_dir)
+        # a remote run (fs.output_dir): what evaluate/export read is put before the first epoch
+        for p in [run_dir / "config.yaml", run_dir / "dataset.json",
+                  *(p for p, stamp in _file_stamps(run_dir).items() if before.get(p) != stamp)]:
+            fs.committed(p)
     return model
+
+
+def _file_stamps(run_dir: Path) -> dict[Path, tuple[int, int]]:
+    """(mtime, size) of the run's files outside checkpoints/ and tensorboard/: what a trainer's
+    ``save_artifacts`` wrote is what changed."""
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in run_dir.rglob("*")
+            if p.is_file() and p.relative_to(run_dir).parts[0] not in ("checkpoints", "tensorboard")}
 
 
 def plan_steps(data, cfg: RunConfig, world_size: int) -> tuple[list[int], int]:
@@ -392,6 +404,7 @@ def save_checkpoint(s: Session, pos: Position) -> None:
         states = gathered
     if not s.dd.main:
         return
+    fs.committed(s.logger.path)  # a remote run: the records up to this checkpoint, before it
     ckpt.save_last(s.raw, {"optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
                            "lookahead": s.lookahead.state_dict() if s.lookahead else None,
                            "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch, "global_step": pos.global_step,

@@ -4,7 +4,12 @@ config at hand (everything needed is saved there: config.yaml, dataset.json, che
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -38,26 +43,53 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
 
     ``out`` must be new, empty, or a run that stopped before its first checkpoint (a re-run starts
     it over); ``resume`` continues it from its last checkpoint, or starts it over with its own
-    config when it has none."""
+    config when it has none. ``out`` may be a URL (``s3://bucket/runs/x``): the run is written to a
+    local staging directory holding what the remote holds (so ``resume`` works from another
+    machine), each file put to the remote as it is committed (config, dataset info, metrics and
+    checkpoints), and the remote made to hold the whole run at the end."""
+    if not fs.is_remote(out) and not fs.is_remote(data_dir):  # shards on object storage are never a run dir
+        data_path = Path(data_dir)
+        outputs.check_apart(out, [data_path if data_path.is_dir() else data_path.parent])
+    with _staged_run(out, data_dir) as run_dir:
+        return _train(trainer_name, data_dir, run_dir, out if fs.is_remote(out) else run_dir, config, overrides,
+                      val_fold=val_fold, epochs=epochs, test=test, resume=resume, device=device, progress=progress)
+
+
+@contextmanager
+def _staged_run(out: str | Path, data_dir: str | Path) -> Iterator[Path]:
+    """The local directory the run writes: ``out`` itself, or for a URL a staging directory
+    (``fs.output_dir``) on rank 0. The other ranks of a ``torchrun`` only read the run (its
+    checkpoint, to resume): they pull it, and never sync (an empty staging directory synced would
+    empty the remote)."""
+    if not fs.is_remote(out):
+        yield Path(out)
+    elif int(os.environ.get("RANK", "0")) == 0:
+        with fs.output_dir(out, inputs=[data_dir]) as staging:
+            yield staging
+    else:
+        with fs.input_files(out, lambda rel: not rel.startswith("tensorboard/")) as pulled:
+            yield pulled
+
+
+def _train(trainer_name: str, data_dir: str | Path, out: Path, shown: str | Path, config, overrides, *,
+           val_fold, epochs, test, resume, device, progress) -> dict:
+    """``train`` in the local run directory ``out``; messages name ``shown`` (the URL of a remote run)."""
     from sltdata.train.data import ShardData
     from sltdata.train.loop import fit
 
-    out = Path(out)
     trainer = get_trainer(trainer_name)
-    if not fs.is_remote(data_dir):  # shards on object storage are never a local run directory
-        data_path = Path(data_dir)
-        outputs.check_apart(out, [data_path if data_path.is_dir() else data_path.parent])
+    shown = fs.display(shown)
     if resume:
         if not (out / "config.yaml").is_file():
-            raise ConfigError(f"{out}: no run to resume (config.yaml missing)")
+            raise ConfigError(f"{shown}: no run to resume (config.yaml missing)")
         config = out / "config.yaml"  # the run's own resolved config; overrides still apply
         if not has_checkpoint(out):  # killed before its first checkpoint: start it over, same config
-            log.warning("%s: no checkpoint yet; starting the run from the beginning", out)
+            log.warning("%s: no checkpoint yet; starting the run from the beginning", shown)
             resume = False
     elif out.exists() and any(out.iterdir()) and not started_without_checkpoint(out):
         if (out / "config.yaml").is_file():
-            raise ConfigError(f"{out}: run directory is not empty (use --resume to continue it)")
-        raise ConfigError(f"{out}: exists, is not empty and is not a run directory (no config.yaml); "
+            raise ConfigError(f"{shown}: run directory is not empty (use --resume to continue it)")
+        raise ConfigError(f"{shown}: exists, is not empty and is not a run directory (no config.yaml); "
                           "choose another --out")
     extra = list(overrides or [])
     if val_fold is not None:
@@ -70,7 +102,7 @@ def train(trainer_name: str, data_dir: str | Path, out: str | Path, config: str 
     cfg.trainer = trainer_name
     data = ShardData(data_dir, cfg, trainer.target)
     if resume and (out / "dataset.json").is_file():
-        check_data_matches_run(DatasetInfo.load(out / "dataset.json"), data.info, out, data_dir)
+        check_data_matches_run(DatasetInfo.load(out / "dataset.json"), data.info, shown, data_dir)
     with outputs.faults_as_errors(out, "re-run with --resume to continue"):  # one line, not a traceback
         return fit(trainer, cfg, data, out, resume=resume, test=test, progress=progress)
 
@@ -97,13 +129,18 @@ def check_data_matches_run(run: DatasetInfo, shards: DatasetInfo, run_dir: str |
     and resuming or evaluating would go on silently wrong."""
     for name in facts:
         if getattr(run, name) != getattr(shards, name):
-            raise ShardError(f"{data_dir}: {name} not the same as the run's ({Path(run_dir) / 'dataset.json'}); "
+            raise ShardError(f"{fs.display(data_dir)}: {name} not the same as the run's "
+                             f"({fs.display(fs.join(run_dir, 'dataset.json'))}); "
                              "these shards were not made for this run")
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Trainer, RunConfig, DatasetInfo, nn.Module]:
     """Rebuild the trainer, config, dataset info and model (weights loaded) of a run directory; for an
-    ensemble (``sltdata ensemble``) the model averages its members' logits."""
+    ensemble (``sltdata ensemble``) the model averages its members' logits. A run on object storage
+    (``s3://...``) is read from a temporary copy of the files loading needs (``pulled_run``)."""
+    if fs.is_remote(run_dir):
+        with pulled_run(run_dir, checkpoint) as local_dir:
+            return load_run(local_dir, checkpoint)
     run_dir = Path(run_dir)
     if is_ensemble(run_dir):
         return load_ensemble(run_dir, load_run)
@@ -117,9 +154,35 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[Trainer, Ru
     return trainer, cfg, info, model.eval()
 
 
+# What a run holds that loading it never reads: logs, reports, exports, resumable states.
+_NOT_LOADED = ("tensorboard/", "eval-", "model.", "metrics.jsonl", "summary.json")
+
+
+@contextmanager
+def pulled_run(run_dir: str | Path, checkpoint: str = "best") -> Iterator[Path]:
+    """A local directory holding what ``load_run`` reads of the run ``run_dir``: its config, dataset
+    info and trainer files (tokenizer...), the ``checkpoint`` weights (not the optimizer state) and an
+    ensemble's members. A local run is yielded as it is; a remote one is downloaded to a temporary
+    directory, removed after the block. A remote that is not a run is a ConfigError, as locally."""
+    def wanted(rel: str) -> bool:
+        if rel.startswith(_NOT_LOADED) or rel.endswith(".tmp"):
+            return False
+        parts = rel.split("/")
+        if "checkpoints" in parts[:-1]:  # a member holds only the checkpoint its ensemble chose
+            return parts[0] == "members" or parts[-1] == f"{checkpoint}.safetensors"
+        return True
+
+    with fs.input_files(run_dir, wanted) as local_dir:
+        if fs.is_remote(run_dir) and not (local_dir / "config.yaml").is_file():
+            raise ConfigError(f"{fs.display(run_dir)}: not a run directory (no config.yaml)")
+        yield local_dir
+
+
 def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test", checkpoint: str = "best",
-                 out: str | Path | None = None, device: str = "auto") -> tuple[dict, Path]:
-    """Metrics of a run's checkpoint on one split; writes metrics.json and the trainer's reports."""
+                 out: str | Path | None = None, device: str = "auto") -> tuple[dict, Path | str]:
+    """Metrics of a run's checkpoint on one split; writes metrics.json and the trainer's reports
+    (into ``RUN/eval-SPLIT`` by default: on the remote for a remote run). Returns the metrics and
+    where the reports went (a URL as messages may show it, for a remote one)."""
     from sltdata.train.data import ShardData
     from sltdata.train.loop import evaluate_split, setup_distributed
 
@@ -129,17 +192,34 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test",
     check_data_matches_run(info, data.info, run_dir, data_dir, facts=("layout", "feature_dim"))
     data.use_run_maps(info, trainer.target)  # targets in the run's ids, matched by name
     _, dev = setup_distributed(device)
-    out = Path(out) if out else Path(run_dir) / f"eval-{split}"
-    return evaluate_split(trainer, model.to(dev), data, split, cfg, dev, out), out
+    target = out if out else fs.join(run_dir, f"eval-{split}")
+    with fs.output_dir(target) as local_out:
+        metrics = evaluate_split(trainer, model.to(dev), data, split, cfg, dev, Path(local_out))
+    return metrics, fs.display(target) if fs.is_remote(target) else Path(target)
 
 
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,
-               checkpoint: str = "best") -> tuple[Path, float | None]:
+               checkpoint: str = "best") -> tuple[Path | str, float | None]:
     """Export a run's model; for ONNX also returns the max output difference between onnxruntime
     and PyTorch (for a raw-input model: on raw sequences of 1, short, max_length and longer frames,
-    against the run's NumPy pipeline + model, the path ``predict`` takes)."""
+    against the run's NumPy pipeline + model, the path ``predict`` takes). The model goes to ``out``,
+    by default beside the run (``RUN/model.FORMAT``); a remote one is written locally, checked, then
+    put (the returned path is then its URL as messages may show it)."""
     trainer, cfg, info, model = load_run(run_dir, checkpoint)
-    path = Path(out) if out else Path(run_dir) / f"model.{format}"
+    target = out if out else fs.join(run_dir, f"model.{format}")
+    if not fs.is_remote(target):
+        return _export(trainer, cfg, info, model, Path(target), format)
+    with tempfile.TemporaryDirectory(prefix="sltdata-export-") as tmp:
+        parent, name = str(target).rstrip("/").rsplit("/", 1)
+        path, diff = _export(trainer, cfg, info, model, Path(tmp) / name, format)
+        url = fs.join(parent, path.name)  # the trainer may rename it (hf: a directory without .hf)
+        with fs.output_file(url) as dest:
+            shutil.move(str(path), str(dest))
+    return fs.display(url), diff
+
+
+def _export(trainer: Trainer, cfg: RunConfig, info: DatasetInfo, model: nn.Module, path: Path,
+            format: str) -> tuple[Path, float | None]:
     path = trainer.export(model, info, path, format, cfg.model)
     diff = None
     if format == "onnx":
