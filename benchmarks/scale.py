@@ -205,7 +205,8 @@ def bench_fs(sequences: int, frames: int, workers: int) -> None:
         print(f"{'ours':>6} {ours['seconds']:>8.2f} {ours['cpu_seconds']:>8.2f} {ours['peak_mb']:>8.0f}   "
               f"({workers} workers, stored {ours['stored']})")
         print(f"{'floor':>6} {floor['seconds']:>8.2f} {floor['cpu_seconds']:>8.2f} {floor['peak_mb']:>8.0f}")
-        print(f"{'idle':>6} {'':>8} {base['cpu_seconds']:>8.2f} {base['peak_mb']:>8.0f}   (python -c 'import sltdata.ingest')")
+        print(f"{'idle':>6} {'':>8} {base['cpu_seconds']:>8.2f} {base['peak_mb']:>8.0f}   "
+              "(python -c 'import sltdata.ingest')")
         per_worker = (ours["peak_mb"] - base["peak_mb"]) / workers
         cpu = ours["cpu_seconds"] / floor["cpu_seconds"]
         net = (ours["cpu_seconds"] - base["cpu_seconds"]) / floor["cpu_seconds"]

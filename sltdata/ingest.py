@@ -284,7 +284,8 @@ def _read_group(source: Source, root: Path, g: _Group, refused: dict[str, str]) 
         for res in source.read(root / g.file, list(g.rows)):
             n += 1
             if n > len(g.rows):
-                raise RuntimeError(f"source {source.name} returned more than {len(g.rows)} results for {len(g.rows)} rows")
+                raise RuntimeError(f"source {source.name} returned more than {len(g.rows)} results "
+                                   f"for {len(g.rows)} rows")
             yield res
     except SourceError as e:
         if n:

@@ -103,7 +103,8 @@ def test_sequences_go_out_in_key_order_as_soon_as_their_row_groups_are_read(tmp_
     pq.write_table(pq.read_table(path), path, row_group_size=16)  # two sequences per row group
     read = []
     real = pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, i, *a, **k: read.append(i) or real(self, i, *a, **k))
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, i, *a, **k: read.append(i) or real(self, i, *a, **k))
     monkeypatch.setattr(fs, "COLUMN_BLOCK", 1629)
     # "14" is the file's third row group; "11" is read with "10"; "99" is not in the file.
     seen = [(key, sorted(set(read))) for key, _ in fs.iter_fingerspelling_file(path, ["10", "99", "11", "14", "15"])]
@@ -160,7 +161,8 @@ def test_a_file_that_fails_after_some_sequences_went_out_rejects_all_its_rows(tm
     broken = f"train_landmarks/{files[1].name}"
     assert f"{broken}: unreadable parquet (Corrupt snappy compressed data.); writing part 0 again" in caplog.text
     assert (result.stored, result.rejected) == (24, 12)
-    assert {(r.file, r.reason) for r in result.rejects} == {(broken, "unreadable parquet (Corrupt snappy compressed data.)")}
+    reason = "unreadable parquet (Corrupt snappy compressed data.)"
+    assert {(r.file, r.reason) for r in result.rejects} == {(broken, reason)}
     assert {s.source_file for s in Store(tmp_path / "s")} == {f"train_landmarks/{f.name}" for f in (files[0], files[2])}
 
 
@@ -172,7 +174,8 @@ def _digest(d):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())}
 
 
-def test_streamed_ingest_is_byte_identical_across_blocks_and_workers_and_equals_the_whole_file_read(tmp_path, monkeypatch):
+def test_streamed_ingest_is_byte_identical_across_blocks_and_workers_and_equals_a_whole_file_read(tmp_path,
+                                                                                                  monkeypatch):
     raw = synth_fs(tmp_path)
     for i, f in enumerate(sorted((raw / "train_landmarks").glob("*.parquet"))):
         t = pq.read_table(f)
