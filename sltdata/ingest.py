@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -262,28 +262,56 @@ def _quality(seq: Sequence, layout: Layout) -> dict:
                             width=getattr(seq, "width", None), height=getattr(seq, "height", None))
 
 
+class _ReadFailedPartway(Exception):
+    """A landmark file that failed after some of its rows went to the part's writer."""
+
+    def __init__(self, file: str, reason: str):
+        super().__init__(file, reason)
+        self.file, self.reason = file, reason
+
+
+def _read_group(source: Source, root: Path, g: _Group, refused: dict[str, str]) -> Iterator[Sequence | Reject]:
+    """One file's results, a row at a time as the source yields them (a part is never whole in memory).
+
+    A file the source cannot read at all gives every row that points at it the reason; one that fails
+    after it gave results raises ``_ReadFailedPartway``, and the part is written again with that file
+    in ``refused`` (file -> reason), so the stored bytes are those of a reader that failed up front."""
+    if g.file in refused:
+        yield from (r.reject(refused[g.file], file=source.landmark_file(r)) for r in g.rows)
+        return
+    n = 0
+    try:
+        for res in source.read(root / g.file, list(g.rows)):
+            n += 1
+            if n > len(g.rows):
+                raise RuntimeError(f"source {source.name} returned more than {len(g.rows)} results "
+                                   f"for {len(g.rows)} rows")
+            yield res
+    except SourceError as e:
+        if n:
+            raise _ReadFailedPartway(g.file, e.reason) from None
+        yield from (r.reject(e.reason, file=source.landmark_file(r)) for r in g.rows)
+        return
+    if n != len(g.rows):
+        raise RuntimeError(f"source {source.name} returned {n} results for {len(g.rows)} rows")
+
+
 def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Group], quality: bool = True) -> dict:
     """Read one part's files and write it; returns its sidecar (counts and rejects)."""
     sidecar = out / f"part-{index:06d}.json"
     parquet = out / part_name(index)
     if parquet.is_file() and sidecar.is_file():
         return json.loads(sidecar.read_text(encoding="utf-8"))
-    rejects: list[Reject] = []
     layout_map = source.recipe.layout_map or {}
+    refused: dict[str, str] = {}  # files that failed part-way: the part is redone with their rows rejected
     info: dict = {}
 
     def stored():
         """The part's sequences as they are read and checked, for ``write_part`` to stream into row
         groups; once exhausted it writes the sidecar (before ``write_part`` renames the parquet)."""
-        n, frames, layouts = 0, 0, set()
+        n, frames, layouts, rejects = 0, 0, set(), []
         for g in part:
-            try:
-                results = list(source.read(root / g.file, list(g.rows)))
-            except SourceError as e:  # the whole file is unreadable: every row pointing at it says why
-                results = [r.reject(e.reason, file=source.landmark_file(r)) for r in g.rows]
-            if len(results) != len(g.rows):
-                raise RuntimeError(f"source {source.name} returned {len(results)} results for {len(g.rows)} rows")
-            for r, res in zip(g.rows, results):
+            for res, r in zip(_read_group(source, root, g, refused), g.rows):  # reader first: its end checks
                 if isinstance(res, Sequence) and res.layout in layout_map:
                     res = replace(res, landmarks=map_layout(res.landmarks, source.layout(res.layout),
                                                             layout_map[res.layout]), layout=layout_map[res.layout])
@@ -295,14 +323,19 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
                     n, frames = n + 1, frames + res.frames
                     layouts.add(res.layout)
                     yield res if res.source_file else replace(res, source_file=g.file)
-            del results  # the group's landmarks go before the next file is read
         info.update({"file": parquet.name, "sequences": n, "frames": int(frames), "layouts": sorted(layouts),
                      "layout_definitions": [source.layout(name).to_dict() for name in sorted(layouts)],
                      "rejects": [json.loads(r.to_json()) for r in rejects]})
         write_json_atomic(sidecar, info)  # sidecar first: a part is finished once its parquet exists
 
-    write_part(parquet, stored(), (lambda seq: _quality(seq, source.layout(seq.layout))) if quality else None)
-    return info
+    scores = (lambda seq: _quality(seq, source.layout(seq.layout))) if quality else None
+    while True:
+        try:
+            write_part(parquet, stored(), scores)
+            return info
+        except _ReadFailedPartway as e:
+            log.warning("%s: %s; writing part %d again with its rows rejected", e.file, e.reason, index)
+            refused[e.file] = e.reason
 
 
 def _start(out: Path, fingerprint: str, n_parts: int, overwrite: bool) -> None:

@@ -9,9 +9,12 @@ order reads the same. Manifest: ``train.csv`` / ``supplemental_metadata.csv`` wi
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +24,7 @@ import pyarrow.parquet as pq
 from sltdata.errors import SourceError
 from sltdata.layouts import HOLISTIC_543, KAGGLE_COMPONENTS
 from sltdata.manifest import ManifestRow
+from sltdata.recipes import Recipe
 from sltdata.sequence import Sequence
 from sltdata.sources import (KAGGLE_PROVENANCE, NORMALIZED_LIMIT, Source, check_frame_numbers, coordinate_problem,
                              register_source)
@@ -39,29 +43,39 @@ def coordinate_columns() -> list[str]:
 
 
 _COORDS = coordinate_columns()
-BATCH_ROWS = 4096  # frames decoded at a time: 4096 x 1,629 float32 is ~27 MB
+COLUMN_BLOCK = 64  # coordinate columns decoded at a time (of 1,629): a 16,384-frame row group's block is 4 MB
 READ_BUFFER = 1 << 22  # bytes of a column chunk read at a time
 ROW_GROUP_ROWS = 16384  # frames per row group in files the writer makes (the reader takes any)
+INDEX_CACHE_FILES = 4  # files whose frame index a source keeps: the files of the parts its workers hold
 
 
-def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = None
-                             ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The sequences of one wide parquet file that ``keys`` name, each float32 (frames, 543, 3), and
-    the reasons to reject the keys whose frames are wrong. ``name`` is the file as reasons call it.
+@dataclass(frozen=True, eq=False)
+class FileIndex:
+    """Where each sequence of one file lies, from its two small columns: read once per file, not once
+    per part (a ~1,000-sequence file is cut into ~8 parts).
 
-    Keys absent from both results are absent from the file; the caller rejects them. Frames are
-    ordered by their frame number, compared as numbers: a string ``frame`` column (pandas writes
-    one from a CSV round trip) is cast with a check, since sorting the strings puts frame 10
+    ``rows[starts[i]:ends[i]]`` are the file row numbers of sequence ``ids[i]``, ordered by frame number;
+    ``problems[i]`` is why its frames cannot be placed (None when they can)."""
+
+    ids: dict[str, int]  # sequence_id (as a string) -> its position in starts/ends/problems
+    rows: np.ndarray  # int64 file row numbers, grouped by sequence, each group ordered by frame
+    starts: np.ndarray
+    ends: np.ndarray
+    problems: list[str | None]
+    row_groups: np.ndarray  # int64 first row of each row group, then the number of rows
+
+
+def index_fingerspelling_file(path: Path, name: str | None = None) -> FileIndex:
+    """Check one wide parquet file's columns and index its sequences by their small columns.
+
+    Frames are ordered by their frame number, compared as numbers: a string ``frame`` column (pandas
+    writes one from a CSV round trip) is cast with a check, since sorting the strings puts frame 10
     before frame 2. A row with no ``sequence_id`` is a frame that belongs to no sequence: which
     sequence lost it cannot be known, so the whole file is refused rather than read short.
     """
     name = name or path.name
-    try:
-        # Buffered page reads: a row group's column chunks are streamed, not loaded whole.
-        pf = pq.ParquetFile(path, buffer_size=READ_BUFFER)
-        schema = pf.schema_arrow
-    except (pa.ArrowException, OSError) as e:
-        raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
+    pf = _open(path)
+    schema = pf.schema_arrow
     names = set(schema.names)
     missing = [c for c in (SEQUENCE_COLUMN, *_COORDS) if c not in names]
     if missing:
@@ -78,60 +92,123 @@ def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = Non
     if (nulls := table.column(SEQUENCE_COLUMN).null_count):
         raise SourceError(path, f"{name} has {nulls} row(s) with a null {SEQUENCE_COLUMN} "
                                 "(frames of an unknown sequence)")
-    # Order and filter with the two small columns only, then gather the wide rows batch by batch.
-    seq = table.column(SEQUENCE_COLUMN).cast(pa.string())
-    small = pa.table({"s": seq, "i": pa.array(np.arange(table.num_rows))}
+    small = pa.table({"s": table.column(SEQUENCE_COLUMN).cast(pa.string()), "i": pa.array(np.arange(table.num_rows))}
                      | ({"f": _frame_numbers(path, table.column(FRAME_COLUMN))} if has_frame else {}))
-    small = small.filter(pc.is_in(seq, value_set=pa.array(keys, type=pa.string())))
-    if small.num_rows == 0:
-        return {}, {}
     # Arrow's sort is stable: frames keep file order when there is no frame column.
     order = [("s", "ascending")] + ([("f", "ascending")] if has_frame else [])
     small = small.take(pc.sort_indices(small, sort_keys=order))
-    rows = small.column("i").to_numpy()
-    matrix = _gather_rows(path, pf, rows)
-    values = matrix.reshape(len(rows), HOLISTIC_543.num_points, 3)
     ids = small.column("s").to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    ends = np.r_[starts[1:], len(ids)]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(ids)].astype(np.int64)
     problems = _frame_problems(small.column("f"), starts, ends) if has_frame else [None] * len(starts)
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    return FileIndex({str(ids[s]): i for i, s in enumerate(starts)}, small.column("i").to_numpy(), starts, ends,
+                     problems, np.cumsum([0, *sizes], dtype=np.int64))
+
+
+def iter_fingerspelling_file(path: Path, keys: list[str], index: FileIndex | None = None,
+                             name: str | None = None) -> Iterator[tuple[str, np.ndarray | str | None]]:
+    """``(key, result)`` for each of ``keys`` in their order, as soon as the key's frames are read:
+    float32 (frames, 543, 3) landmarks, the reason its frames are wrong (a string), or None when the
+    file does not hold it. ``index`` is the file's ``FileIndex`` (made here when not given).
+
+    Memory is the sequences read but not yet given out plus one block of columns: the row groups
+    holding a wanted frame are read in file order, ``COLUMN_BLOCK`` columns at a time, each block
+    written straight into the sequences' own arrays. Keys in file order (the manifests' order) go out
+    a row group at a time; a key whose frames come late in the file holds back the keys after it.
+    Decoding all 1,629 columns of a row group at once held ~6x the row group (~600 MB for 16,384
+    frames) however small the batches, a block of 64 columns a few MB.
+    """
+    index = index or index_fingerspelling_file(path, name)
+    slots = {k: index.ids.get(k) for k in keys}  # key -> sequence in the index (None: not in the file)
+    wanted = sorted({i for i in slots.values() if i is not None and index.problems[i] is None})
+    arrays: dict[int, np.ndarray] = {}
+    left = {i: int(index.ends[i] - index.starts[i]) for i in wanted}  # frames not read yet
+    uses = {i: 0 for i in wanted}  # keys still to give out that name a sequence (a repeated key names it twice)
+    for k in keys:
+        if slots[k] in uses:
+            uses[slots[k]] += 1
+    turn = 0  # the next key to give out
+
+    def ready() -> Iterator[tuple[str, np.ndarray | str | None]]:
+        nonlocal turn
+        while turn < len(keys):
+            i = slots[keys[turn]]
+            if i is None or index.problems[i] is not None:
+                yield keys[turn], None if i is None else index.problems[i]
+            elif left[i]:
+                return
+            else:
+                uses[i] -= 1
+                lm = arrays[i] if uses[i] else arrays.pop(i)
+                yield keys[turn], lm.reshape(len(lm), HOLISTIC_543.num_points, 3)
+            turn += 1
+
+    if wanted:
+        pf = _open(path)
+        where = np.concatenate([index.rows[index.starts[i]:index.ends[i]] for i in wanted])
+        slot = np.repeat(wanted, [left[i] for i in wanted])
+        frame = np.concatenate([np.arange(left[i]) for i in wanted])
+        order = np.argsort(where, kind="stable")
+        where, slot, frame = where[order], slot[order], frame[order]
+        for g in range(len(index.row_groups) - 1):
+            lo, hi = np.searchsorted(where, index.row_groups[g:g + 2])
+            if hi > lo:
+                _read_row_group(path, pf, g, where[lo:hi] - index.row_groups[g], slot[lo:hi], frame[lo:hi],
+                                arrays, left, index)
+                yield from ready()
+    yield from ready()
+
+
+def _read_row_group(path: Path, pf: pq.ParquetFile, g: int, local: np.ndarray, slot: np.ndarray,
+                    frame: np.ndarray, arrays: dict[int, np.ndarray], left: dict[int, int], index: FileIndex) -> None:
+    """Decode row group ``g``'s rows ``local`` (row numbers in the group) into ``arrays[slot]`` at
+    ``frame``, one block of columns at a time; counts them off ``left``."""
+    by_slot = np.argsort(slot, kind="stable")
+    local, slot, frame = local[by_slot], slot[by_slot], frame[by_slot]
+    cuts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1], True])
+    pieces = []  # (sequence, its frames here, their rows in the group)
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        i = int(slot[a])
+        if i not in arrays:
+            arrays[i] = np.empty((index.ends[i] - index.starts[i], len(_COORDS)), dtype=np.float32)
+        pieces.append((i, frame[a:b], local[a:b]))
+    try:
+        for c in range(0, len(_COORDS), COLUMN_BLOCK):
+            names = _COORDS[c:c + COLUMN_BLOCK]
+            block = pf.read_row_group(g, columns=names, use_threads=False)
+            if not all(pa.types.is_float32(t) for t in block.schema.types):  # 1e300 -> inf: rejected later
+                block = block.cast(pa.schema([(n, pa.float32()) for n in names]))
+            values = np.column_stack([col.to_numpy() for col in block.columns])  # null -> NaN
+            del block
+            for i, at, rows in pieces:
+                arrays[i][at, c:c + len(names)] = values[rows]
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
+    for i, at, _ in pieces:
+        left[i] -= len(at)
+
+
+def read_fingerspelling_file(path: Path, keys: list[str], name: str | None = None
+                             ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The sequences of one wide parquet file that ``keys`` name, each float32 (frames, 543, 3), and
+    the reasons to reject the keys whose frames are wrong; keys absent from both are absent from the
+    file. All in memory at once: ``iter_fingerspelling_file`` gives them one by one."""
     found, rejected = {}, {}
-    for s, e, problem in zip(starts, ends, problems):
-        if problem:
-            rejected[str(ids[s])] = problem
-        else:
-            found[str(ids[s])] = values[s:e]
+    for key, result in iter_fingerspelling_file(path, keys, name=name):
+        if isinstance(result, str):
+            rejected[key] = result
+        elif result is not None:
+            found[key] = result
     return found, rejected
 
 
-def _gather_rows(path: Path, pf: pq.ParquetFile, rows: np.ndarray) -> np.ndarray:
-    """The coordinate rows ``rows`` (file row numbers, in the order wanted) as float32 (len(rows), 1629).
-
-    Memory is the rows wanted plus one batch: only the row groups holding a wanted row are read, in
-    batches of ``BATCH_ROWS``, and each batch gives up its wanted rows before the next is decoded.
-    A whole ~1,000-sequence file in memory was ~3 GB per worker (the table, then its matrix).
-    """
-    out = np.empty((len(rows), len(_COORDS)), dtype=np.float32)
-    by_position = np.argsort(rows, kind="stable")
-    ordered = rows[by_position]
-    float32 = pa.schema([(c, pa.float32()) for c in _COORDS])
-    starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
-    wanted = [g for g in range(pf.num_row_groups)
-              if np.searchsorted(ordered, starts[g]) < np.searchsorted(ordered, starts[g + 1])]
+def _open(path: Path) -> pq.ParquetFile:
     try:
-        for g in wanted:
-            offset = int(starts[g])
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g], columns=_COORDS):
-                lo, hi = np.searchsorted(ordered, [offset, offset + batch.num_rows])
-                if hi > lo:
-                    if batch.schema != float32:  # 1e300 -> inf: rejected later
-                        batch = pa.Table.from_batches([batch]).cast(float32).combine_chunks().to_batches()[0]
-                    block = np.asarray(batch.to_tensor(null_to_nan=True, row_major=True))
-                    out[by_position[lo:hi]] = block[ordered[lo:hi] - offset]
-                offset += batch.num_rows
+        # Buffered page reads: a row group's column chunks are streamed, not loaded whole.
+        return pq.ParquetFile(path, buffer_size=READ_BUFFER)
     except (pa.ArrowException, OSError) as e:
         raise SourceError(path, f"unreadable parquet ({str(e).splitlines()[0]})") from None
-    return out
 
 
 def _frame_numbers(path: Path, frame: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -192,15 +269,53 @@ class KaggleFingerspelling(Source):
     def landmark_file(self, row: ManifestRow) -> str:
         return row.path or ""
 
+    def __init__(self, root: Path, recipe: Recipe):
+        super().__init__(root, recipe)
+        self._indexes = _IndexCache(INDEX_CACHE_FILES)
+
     def read(self, file: Path, rows: list[ManifestRow]) -> Iterator[Sequence | Reject]:
-        found, rejected = read_fingerspelling_file(file, [r.key for r in rows], name=rows[0].path)
-        for r in rows:
-            lm = found.get(r.key)
-            if r.key in rejected:
-                yield r.reject(rejected[r.key], file=r.path)
-            elif lm is None:
+        index = self._indexes.get(file, lambda: index_fingerspelling_file(file, rows[0].path))
+        for r, (_, result) in zip(rows, iter_fingerspelling_file(file, [r.key for r in rows], index)):
+            if isinstance(result, str):
+                yield r.reject(result, file=r.path)
+            elif result is None:
                 yield r.reject(f"sequence_id {r.key} not found in {r.path}", file=r.path)
-            elif problem := coordinate_problem(lm, self.max_abs_coordinate, NORMALIZED_LIMIT):
+            elif problem := coordinate_problem(result, self.max_abs_coordinate, NORMALIZED_LIMIT):
                 yield r.reject(problem, file=r.path)
             else:
-                yield replace(r.sequence(lm, self.recipe.layout, self.name, self.recipe.fps), **KAGGLE_PROVENANCE)
+                yield replace(r.sequence(result, self.recipe.layout, self.name, self.recipe.fps), **KAGGLE_PROVENANCE)
+
+
+class _IndexCache:
+    """The ``FileIndex`` of the last few files read, shared by the worker threads of one source (the
+    parts of one file are read by several of them, often at once: the first builds, the others wait).
+    Keyed by path, size and modification time; not pickled (a Ray worker or process builds its own)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, list] = OrderedDict()  # key -> [lock, index or None]
+
+    def get(self, path: Path, build: Callable[[], FileIndex]) -> FileIndex:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return build()  # raises the reason the file cannot be read
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = [threading.Lock(), None]
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+            self._entries.move_to_end(key)
+        with entry[0]:
+            if entry[1] is None:
+                entry[1] = build()  # a file refused is not kept: each part says why again
+            return entry[1]
+
+    def __getstate__(self):
+        return {"size": self.size}
+
+    def __setstate__(self, state):
+        self.__init__(state["size"])
