@@ -13,17 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from sltdata.testing import realdata_dir
 from sltdata.testing.train import islr_shards, tiny_islr_config
 from sltdata.train.runs import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def realdata_dir() -> Path | None:
-    if os.environ.get("SLTDATA_REALDATA"):
-        return Path(os.environ["SLTDATA_REALDATA"])
-    return next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "realdata").is_dir()), None)
 
 
 REAL = realdata_dir()

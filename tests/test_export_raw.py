@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sltdata.cli import main
+from sltdata.testing import realdata_dir
 from sltdata.testing.text import text_shards
 from sltdata.testing.train import islr_shards, recipe
 from sltdata.train.base import DatasetInfo
@@ -22,17 +23,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 for module in ("onnx", "onnxruntime", "onnxscript"):
     pytest.importorskip(module)
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def realdata_islr() -> Path | None:
-    """The nearest ``shared/realdata/islr`` at or above the checkout (``../shared`` beside the main
-    checkout, ``shared/`` inside a device copy)."""
-    for parent in (ROOT, *ROOT.parents):
-        found = parent / "shared" / "realdata" / "islr"
-        if (found / "train.csv").is_file():
-            return found
-    return None
+    """``shared/realdata/islr`` when the real files are here (``sltdata.testing.realdata_dir``)."""
+    real = realdata_dir()
+    return real / "islr" if real and (real / "islr" / "train.csv").is_file() else None
 
 
 @pytest.fixture(scope="module")

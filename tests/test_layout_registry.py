@@ -1,7 +1,6 @@
 """The keypoint schema registry: built-in layouts with named points, presets that resolve on each,
 and declared mappings between them (one implementation, ``map_layout``), proven on real files."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -11,20 +10,13 @@ import pytest
 from sltdata.errors import ConfigError
 from sltdata.layouts import (BUILTIN_LAYOUTS, PRESETS, get_layout, layout_mapping, map_layout, mirror_indices,
                              preset_indices, reference_indices)
+from sltdata.testing import realdata_dir
 
 PRESET_NAMES = sorted(PRESETS["holistic-543"])
 
 
-def _realdata() -> Path | None:
-    here = Path(__file__).resolve().parents[1]
-    for d in (os.environ.get("SLTDATA_REALDATA"), here / "shared" / "realdata", here.parent / "shared" / "realdata",
-              here.parent.parent / "shared" / "realdata"):
-        if d and (Path(d) / "pose").is_dir():
-            return Path(d) / "pose"
-    return None
-
-
-REAL = _realdata()
+_REAL = realdata_dir()
+REAL = _REAL / "pose" if _REAL and (_REAL / "pose").is_dir() else None
 needs_real = pytest.mark.skipif(REAL is None, reason="the real .pose files (shared/realdata/pose) are not here")
 
 

@@ -3,7 +3,6 @@ sequences once ingested (synth store; real video, .pose and ISLR parquet from sh
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -12,19 +11,12 @@ import pytest
 import torch
 
 from sltdata.predict import Predictor, predict
+from sltdata.testing import realdata_dir
 from sltdata.testing.stores import store_from_sequences
 from sltdata.testing.train import islr_shards, tiny_islr_config
 from sltdata.train.runs import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def realdata_dir() -> Path | None:
-    """``SLTDATA_REALDATA``, else the first ``shared/realdata`` beside a folder above this file."""
-    if os.environ.get("SLTDATA_REALDATA"):
-        return Path(os.environ["SLTDATA_REALDATA"])
-    return next((p / "shared" / "realdata" for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "realdata").is_dir()), None)
 
 
 REAL = realdata_dir()

@@ -3,7 +3,6 @@ kept from the .pose file through the store into the shard JSON and the HF featur
 (written before these columns existed) still open and shard."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,20 +14,13 @@ import pytest
 from sltdata.ingest import ingest
 from sltdata.shards import iter_samples, write_shards
 from sltdata.store import PROVENANCE_COLUMNS, Store
+from sltdata.testing import realdata_dir
 from sltdata.transforms import build_pipeline
 from sltdata.transforms.pipeline import frame_size
 
 
-def _realdata() -> Path | None:
-    here = Path(__file__).resolve().parents[1]
-    for d in (os.environ.get("SLTDATA_REALDATA"), here / "shared" / "realdata", here.parent / "shared" / "realdata",
-              here.parent.parent / "shared" / "realdata"):
-        if d and (Path(d) / "pose").is_dir():
-            return Path(d) / "pose"
-    return None
-
-
-REAL = _realdata()
+_REAL = realdata_dir()
+REAL = _REAL / "pose" if _REAL and (_REAL / "pose").is_dir() else None
 needs_real = pytest.mark.skipif(REAL is None, reason="the real .pose files (shared/realdata/pose) are not here")
 
 # file -> (width, height, depth or None, fps as pose-format reads it)

@@ -11,9 +11,9 @@ from sltdata.quality import QUALITY_NAMES, sequence_quality
 from sltdata.stats import compute_stats
 from sltdata.store import QUALITY_COLUMNS, SCHEMA, Store
 from sltdata.synth import make_gestures, make_signers, render
-from sltdata.testing import synth_store
+from sltdata.testing import realdata_dir, synth_store
 
-HOUSE = Path("/work/shared/realdata/pose/pose-evaluation/refined_landmarks/colin-HOUSE-needs-trim.pose")
+HOUSE = (realdata_dir() or Path("/nonexistent")) / "pose/pose-evaluation/refined_landmarks/colin-HOUSE-needs-trim.pose"
 
 
 def _clean(seed: int = 0, frames_: int = 40) -> np.ndarray:

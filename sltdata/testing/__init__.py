@@ -11,6 +11,18 @@ from sltdata.layouts import HOLISTIC_543
 from sltdata.sequence import Sequence
 
 
+def realdata_dir() -> Path | None:
+    """The real files tests may read (``shared/realdata``, see its PROVENANCE.md): ``SLTDATA_REALDATA``,
+    else the first ``shared/realdata`` in a folder above the checkout (``../shared`` beside it in CI,
+    ``shared/`` inside a device copy); None where they are absent, and the test skips saying so."""
+    import os
+
+    if os.environ.get("SLTDATA_REALDATA"):
+        return Path(os.environ["SLTDATA_REALDATA"])
+    here = Path(__file__).resolve().parents
+    return next((p / "shared" / "realdata" for p in here if (p / "shared" / "realdata").is_dir()), None)
+
+
 def fake_landmarks(frames: int = 10, points: int = HOLISTIC_543.num_points, seed: int = 0,
                    nan_fraction: float = 0.1) -> np.ndarray:
     """Random float32 (frames, points, 3) with whole points set to NaN, as undetected points are."""
