@@ -24,7 +24,7 @@ from sltdata import fs, outputs
 from sltdata.engine import Engine, get_engine
 from sltdata.errors import SourceError, StoreError
 from sltdata.layouts import Layout, get_layout, map_layout
-from sltdata.manifest import ManifestRow, check_rows, read_manifest, resolve_inside
+from sltdata.manifest import ManifestRow, check_rows, file_key, read_manifest, resolve_inside
 from sltdata.plan import Group, plan_ingest
 from sltdata.quality import sequence_quality
 from sltdata.recipes import Recipe, load_recipe
@@ -163,15 +163,11 @@ def plan_groups(root: Path, source: Source, rows: list[ManifestRow]) -> tuple[li
         if not rel:
             rejects.append(r.reject("empty landmark path"))
             continue
-        try:
-            p = resolve_inside(root, rel)
-        except SourceError as e:
-            rejects.append(r.reject(e.reason, rel))
+        key = file_key(root, r, rel)
+        if isinstance(key, Reject):
+            rejects.append(key)
             continue
-        if p is None:
-            rejects.append(r.reject(f"{rel} escapes the dataset root", rel))
-            continue
-        groups.setdefault(str(p.relative_to(root.resolve())), []).append(r)
+        groups.setdefault(key, []).append(r)
     out = []
     for rel, rs in groups.items():
         if (root / rel).is_file():

@@ -189,3 +189,15 @@ def resolve_inside(root: Path, relative: str) -> Path | None:
         why = "runs into a symlink loop" if e.errno == errno.ELOOP else f"cannot be resolved ({e.strerror})"
         raise SourceError(relative, f"{relative} {why}") from None
     return p if p.is_relative_to(root) else None
+
+
+def file_key(root: Path, row: ManifestRow, relative: str):
+    """The landmark file a row names, as a path relative to the resolved root (the key rows are
+    grouped by), or the row's reject: a symlink loop, or a path escaping the root."""
+    try:
+        p = resolve_inside(root, relative)
+    except SourceError as e:
+        return row.reject(e.reason, relative)
+    if p is None:
+        return row.reject(f"{relative} escapes the dataset root", relative)
+    return str(p.relative_to(root.resolve()))

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sltdata.errors import SourceError
-from sltdata.manifest import ManifestRow, _read_one, resolve_inside
+from sltdata.manifest import ManifestRow, _read_one, file_key
 from sltdata.recipes import ROLES, Recipe
 from sltdata.store import Reject
 
@@ -283,15 +283,10 @@ def _group(con, root: Path, source, rows: list[ManifestRow]) -> tuple[list[Group
             rejects.append(r.reject("empty landmark path"))
             continue
         if s == 1:
-            try:
-                p = resolve_inside(root, rel)
-            except SourceError as e:
-                rejects.append(r.reject(e.reason, rel))
+            key = file_key(root, r, rel)
+            if isinstance(key, Reject):
+                rejects.append(key)
                 continue
-            if p is None:
-                rejects.append(r.reject(f"{rel} escapes the dataset root", rel))
-                continue
-            key = str(p.relative_to(real))
             if key not in exists:
                 exists[key] = (root / key).is_file()
         else:
