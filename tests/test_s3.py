@@ -5,46 +5,29 @@ exactly as a real bucket would be; endpoint and (fake) keys come from the standa
 """
 
 import json
-import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 from sltdata import fs  # noqa: E402
 from sltdata.cli import main  # noqa: E402
+from sltdata.testing.s3 import moto_bucket  # noqa: E402
 from sltdata.ingest import ingest  # noqa: E402
 from sltdata.shards import ShardIndex, write_shards  # noqa: E402
 from sltdata.shards.read import iter_samples  # noqa: E402
 from sltdata.synth import synth  # noqa: E402
 
 SHARD = dict(folds=3, test_fraction=0.2, seed=5, max_samples_per_shard=10)
-ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
 def bucket():
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in [*ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(ENV, AWS_ENDPOINT_URL=f"http://{host}:{port}")
-    try:
-        s3, _ = fs.url_to_fs("s3://sltdata-test")
-        s3.mkdir("sltdata-test")
-        yield "s3://sltdata-test"
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
+    with moto_bucket("sltdata-test") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

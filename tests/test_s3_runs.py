@@ -6,20 +6,19 @@ real bucket would be; endpoint and (fake) keys come from the standard environmen
 """
 
 import json
-import logging
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-s3fs = pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
 torch = pytest.importorskip("torch")
 
 import sltdata.train.checkpoint as ckpt  # noqa: E402
 from sltdata import fs  # noqa: E402
 from sltdata.cli import main  # noqa: E402
+from sltdata.testing.s3 import moto_bucket  # noqa: E402
 from sltdata.errors import ConfigError  # noqa: E402
 from sltdata.predict import predict  # noqa: E402
 from sltdata.testing.train import islr_shards, tiny_islr_config  # noqa: E402
@@ -27,7 +26,6 @@ from sltdata.train.runs import evaluate_run, export_run, load_run, train  # noqa
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 CONFIG = tiny_islr_config(train={"epochs": 2})
 # What differs between two runs of one seed: wall-clock figures and TensorBoard's file names (time, host).
 NOT_REPRODUCIBLE = ("tensorboard/", "metrics.jsonl")
@@ -35,25 +33,8 @@ NOT_REPRODUCIBLE = ("tensorboard/", "metrics.jsonl")
 
 @pytest.fixture(scope="module")
 def bucket():
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in [*ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(ENV, AWS_ENDPOINT_URL=f"http://{host}:{port}")
-    s3fs.S3FileSystem.clear_instance_cache()  # fsspec caches filesystems: one made for another server's port
-    try:
-        s3, _ = fs.url_to_fs("s3://sltdata-runs")
-        s3.mkdir("sltdata-runs")
-        yield "s3://sltdata-runs"
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
-        s3fs.S3FileSystem.clear_instance_cache()
+    with moto_bucket("sltdata-runs") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
