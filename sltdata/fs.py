@@ -335,15 +335,9 @@ def input_files(url, keep) -> Iterator[Path]:
     if not is_remote(url):
         yield local(url)
         return
-    fs, root = url_to_fs(str(url))
-    root = root.rstrip("/")
     staging = Path(tempfile.mkdtemp(prefix="sltdata-in-"))
     try:
-        for rp in fs.find(root):
-            rel = PurePosixPath(rp).relative_to(root).as_posix()
-            if keep(rel):
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                fs.get_file(rp, str(staging / rel))
+        download_dir(url, staging, keep)
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -364,9 +358,7 @@ def output_file(url) -> Iterator[Path]:
         path = staging / PurePosixPath(key).name
         yield path
         if path.is_dir():
-            for p in sorted(path.rglob("*")):
-                if p.is_file():
-                    fs.put_file(str(p), f"{key}/{p.relative_to(path).as_posix()}")
+            upload_dir(path, url)
         elif path.is_file():
             fs.put_file(str(path), key)
     finally:
@@ -381,21 +373,25 @@ def join(base, *names) -> str | Path:
 
 
 def upload_dir(local_dir, url) -> None:
-    """Copy a local directory to ``url`` (tests and tools; commands use :func:`output_dir`)."""
+    """Copy a local directory to ``url``, file by file (a command writing a store or shards uses
+    :func:`output_dir`, which puts each file as it is committed)."""
     fs, root = url_to_fs(str(url))
     for p in sorted(Path(local_dir).rglob("*")):
         if p.is_file():
             fs.put_file(str(p), f"{root.rstrip('/')}/{p.relative_to(local_dir).as_posix()}")
 
 
-def download_dir(url, local_dir) -> None:
-    """Copy ``url`` into a local directory (tests and tools)."""
+def download_dir(url, local_dir, keep=None) -> None:
+    """Copy ``url`` into a local directory: every file, or those whose relative path (``a/b.json``)
+    ``keep`` accepts."""
     fs, root = url_to_fs(str(url))
     root = root.rstrip("/")
     for rp in fs.find(root):
-        target = Path(local_dir) / PurePosixPath(rp).relative_to(root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fs.get_file(rp, str(target))
+        rel = PurePosixPath(rp).relative_to(root).as_posix()
+        if keep is None or keep(rel):
+            target = Path(local_dir) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(rp, str(target))
 
 
 def exists(path) -> bool:
