@@ -109,7 +109,7 @@ def _train(trainer_name: str, data_dir: str | Path, out: Path, shown: str | Path
 
 def has_checkpoint(run_dir: Path) -> bool:
     """Whether the run saved a resumable checkpoint (its ``last`` state)."""
-    return (ckpt.checkpoint_dir(run_dir) / "last.state.pt").is_file()
+    return ckpt.last_paths(ckpt.checkpoint_dir(run_dir))[1].is_file()
 
 
 def started_without_checkpoint(run_dir: Path) -> bool:
