@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -372,8 +372,9 @@ class Predictor:
                 if on_failure is not None:
                     on_failure(x)
                 continue
-            try:
-                self.features(x)  # a sequence the pipeline refuses fails alone, not its batch
+            try:  # preprocessed here, once: a sequence the pipeline refuses fails alone, not its batch
+                features, mask = self.features(x)
+                x = replace(x, features=features, mask=mask)
             except SltdataError as e:
                 f = Failure(f"{x.input}#{x.key}" if x.key != Path(x.input).stem else x.input, str(e))
                 result.failures.append(f)
