@@ -7,7 +7,8 @@ finished whichever engine ran it. ``Engine.map(fn, args)`` calls ``fn(*a)`` for 
 the results **in the order of ``args``** as they become ready.
 
 - ``local`` (the default, no extra): a thread pool (pyarrow, numpy and MediaPipe release the GIL)
-  or a process pool, as each command ran before engines existed.
+  or a process pool, as each command ran before engines existed; four units per worker are submitted
+  ahead, so units may stream from a plan larger than memory.
 - ``ray`` (``pip install sltdata[ray]``): one Ray task per unit on a Ray cluster; ``address`` joins a
   running one (``ray start --head`` / KubeRay), else a local one is started with ``num_cpus``. At most
   ``window`` units are in flight, so the driver's memory does not grow with the number of units.
@@ -18,6 +19,7 @@ the results **in the order of ``args``** as they become ready.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -46,10 +48,16 @@ class LocalEngine:
         self.executor = executor or (ProcessPoolExecutor if processes else ThreadPoolExecutor)
 
     def map(self, fn, args):
+        window = 4 * self.workers  # units submitted ahead: enough to keep the workers busy, few enough
+        # that the driver never holds every unit's arguments (an ingest's parts stream from its plan)
         with self.executor(max_workers=self.workers) as pool:
-            futures = [pool.submit(fn, *a) for a in args]
-            for fut in futures:
-                yield fut.result()
+            pending: deque = deque()
+            for a in args:
+                pending.append(pool.submit(fn, *a))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
 
 def _call(fn, a, state):
@@ -79,13 +87,13 @@ class RayEngine:
     def map(self, fn, args):
         state = fs.mirrors()
         fn_ref = self.ray.put(fn)  # shipped once, not once per unit
-        pending: list = []
+        pending: deque = deque()
         for a in args:
             pending.append(self._task.remote(fn_ref, a, state))
             if len(pending) >= self.window:
-                yield self.ray.get(pending.pop(0))
+                yield self.ray.get(pending.popleft())
         while pending:
-            yield self.ray.get(pending.pop(0))
+            yield self.ray.get(pending.popleft())
 
 
 def get_engine(name: str = "local", *, workers: int = 2, processes: bool = False, ray_address: str | None = None,

@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from sltdata.engine import Engine, get_engine
 from sltdata.errors import SourceError, StoreError
 from sltdata.layouts import Layout, get_layout, map_layout
 from sltdata.manifest import ManifestRow, check_rows, file_key, read_manifest, resolve_inside
-from sltdata.plan import Group, plan_ingest
+from sltdata.plan import PART_SIZE, Group, MemoryPlan, Plan, plan_ingest
 from sltdata.quality import sequence_quality
 from sltdata.recipes import Recipe, load_recipe
 from sltdata.sequence import Sequence
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
 # How an ingest runs (not what it stores), for the library and `sltdata ingest` alike.
 WORKERS = 2  # threads reading landmark files: pyarrow and numpy release the GIL
-PART_SIZE = 256  # rows a part holds at least: the unit of resumption
 # What --overwrite may replace: a finished store (store.json) or an unfinished ingest (plan.json)
 STORE_WHAT = "an sltdata store"
 STORE_MARKERS = (META_FILE, PLAN_FILE)
@@ -178,8 +177,8 @@ def plan_groups(root: Path, source: Source, rows: list[ManifestRow]) -> tuple[li
 
 
 def plan_rows(root: Path, recipe: Recipe, source: Source, manifest: str | None, labels: dict | None,
-              chars: dict | None) -> tuple[int, list[_Group], list[Reject]]:
-    """The reference planner: the manifest read and checked row by row (rows in, groups, rejects)."""
+              chars: dict | None, part_size: int = PART_SIZE) -> Plan:
+    """The reference planner: the manifest read and checked row by row, held in memory."""
     rows, rejects = read_manifest(root, recipe, manifest)
     n_rows = len(rows) + len(rejects)
     rows, bad = check_rows(rows, recipe)
@@ -187,56 +186,33 @@ def plan_rows(root: Path, recipe: Recipe, source: Source, manifest: str | None, 
     rows, bad = _label_rejects(rows, recipe, labels, chars)
     rejects += bad
     groups, bad = plan_groups(root, source, rows)
-    return n_rows, groups, rejects + bad
+    return MemoryPlan(n_rows, groups, rejects + bad, part_size)
 
 
 def _plan(root: Path, recipe: Recipe, source: Source, manifest: str | None, labels: dict | None,
-          chars: dict | None) -> tuple[int, list[_Group], list[Reject]]:
+          chars: dict | None, part_size: int) -> Plan:
     planner = os.environ.get(PLANNER_ENV, "duckdb")
     if planner == "rows":
-        return plan_rows(root, recipe, source, manifest, labels, chars)
-    plan = plan_ingest(root, recipe, source, manifest, labels, chars)
+        return plan_rows(root, recipe, source, manifest, labels, chars, part_size)
+    plan = plan_ingest(root, recipe, source, manifest, labels, chars, part_size)
     if planner == "compare":
-        reference = plan_rows(root, recipe, source, manifest, labels, chars)
-        if _plan_bytes(*reference) != _plan_bytes(plan.rows, plan.groups, plan.rejects):
+        reference = plan_rows(root, recipe, source, manifest, labels, chars, part_size)
+        if _plan_bytes(reference) != _plan_bytes(plan):
+            plan.close()
             raise RuntimeError(f"the DuckDB planner and the row loop disagree on {root}")
-    return plan.rows, plan.groups, plan.rejects
+    return plan
 
 
-def _plan_bytes(n_rows: int, groups: list[_Group], rejects: list[Reject]) -> bytes:
-    """A plan as bytes: rows in, the groups in order, and the rejects as rejects.jsonl orders them."""
-    lines = [str(n_rows)] + [json.dumps([g.file, [[r.manifest, r.row, r.key, r.path, r.label, r.text,
-                                                   r.participant] for r in g.rows]]) for g in groups]
-    lines += [r.to_json() for r in sorted(rejects, key=lambda r: (r.manifest or "", r.row or 0))]
+def _plan_bytes(plan: Plan) -> bytes:
+    """A plan as bytes: rows in, the parts in order, and the rejects as rejects.jsonl orders them."""
+    lines = [str(plan.rows)] + [json.dumps([[g.file, [[r.manifest, r.row, r.key, r.path, r.label, r.text,
+                                                       r.participant] for r in g.rows]] for g in part])
+                                for part in plan.parts()]
+    lines += [r.to_json() for r in sorted(plan.rejects, key=lambda r: (r.manifest or "", r.row or 0))]
     return "\n".join(lines).encode()
 
 
-def pack_parts(groups: list[_Group], part_size: int) -> list[list[_Group]]:
-    """Consecutive groups packed until a part holds at least ``part_size`` rows.
-
-    A group larger than a part (a Fingerspelling file holds ~1,000 sequences) is cut into pieces of
-    half a part, each a part of its own and read on its own: a worker's memory is bounded by the
-    part, not by the file."""
-    parts, current, n = [], [], 0
-    for g in groups:
-        if len(g.rows) > part_size:
-            if current:
-                parts.append(current)
-                current, n = [], 0
-            step = max(1, part_size // 2)
-            parts += [[Group(g.file, g.rows[i:i + step])] for i in range(0, len(g.rows), step)]
-            continue
-        current.append(g)
-        n += len(g.rows)
-        if n >= part_size:
-            parts.append(current)
-            current, n = [], 0
-    if current:
-        parts.append(current)
-    return parts
-
-
-def _fingerprint(recipe: Recipe, source: Source, parts: list[list[_Group]], quality: bool = True) -> str:
+def _fingerprint(recipe: Recipe, source: Source, parts: Iterable[list[_Group]], quality: bool = True) -> str:
     what = [recipe.name, recipe.source, recipe.columns, source.max_abs_coordinate]  # all that decides the bytes
     if recipe.layout_map:
         what.append(recipe.layout_map)
@@ -380,15 +356,23 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     labels, label_origin = _load_map(root, recipe, "label", strict)
     chars, char_origin = _load_map(root, recipe, "text", strict)
 
-    n_rows, groups, rejects = _plan(root, recipe, source, manifest, labels, chars)
+    with _plan(root, recipe, source, manifest, labels, chars, part_size) as plan:
+        return _run(plan, recipe, source, root, out, labels, label_origin, chars, char_origin, engine, workers,
+                    overwrite, quality, progress)
+
+
+def _run(plan: Plan, recipe: Recipe, source: Source, root: Path, out: Path, labels: dict | None,
+         label_origin: str | None, chars: dict | None, char_origin: str | None, engine: Engine | None,
+         workers: int, overwrite: bool, quality: bool, progress: Callable[[int, int], None] | None) -> IngestResult:
+    """Read and write the planned parts (streamed from the plan, never all in memory), then the
+    rejects and store.json."""
+    n_rows, rejects = plan.rows, plan.rejects
     done = len(rejects)
     if progress:
         progress(done, n_rows)
-    parts = pack_parts(groups, part_size)
-
-    fingerprint = _fingerprint(recipe, source, parts, quality)
+    fingerprint = _fingerprint(recipe, source, plan.parts(), quality)
     with outputs.writing(out, "sltdata ingest"):  # locked; a full or read-only disk is one line
-        _start(out, fingerprint, len(parts), overwrite)
+        _start(out, fingerprint, len(plan.sizes), overwrite)
         meta_path = out / META_FILE
         if meta_path.exists():
             meta_path.unlink()  # a re-run is not complete until it says so again
@@ -396,10 +380,10 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
 
         infos: list[dict] = []
         engine = engine or get_engine("local", workers=workers)
-        units = engine.map(_run_part, [(source, root, out, i, part, quality) for i, part in enumerate(parts)])
-        for part, info in zip(parts, units):
+        units = engine.map(_run_part, ((source, root, out, i, part, quality) for i, part in enumerate(plan.parts())))
+        for size, info in zip(plan.sizes, units):
             infos.append(info)
-            done += sum(len(g.rows) for g in part)
+            done += size
             if progress:
                 progress(done, n_rows)
 
@@ -416,7 +400,7 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
         fs.committed(out / REJECTS_FILE)
         stored_labels = labels
         if stored_labels is None and "label" in recipe.columns:
-            stored_labels = {l: i for i, l in enumerate(sorted({r.label for g in groups for r in g.rows if r.label}))}
+            stored_labels = {l: i for i, l in enumerate(sorted(plan.labels()))}
         meta = {
             "format": STORE_FORMAT,
             "version": STORE_VERSION,

@@ -191,13 +191,19 @@ def resolve_inside(root: Path, relative: str) -> Path | None:
     return p if p.is_relative_to(root) else None
 
 
-def file_key(root: Path, row: ManifestRow, relative: str):
-    """The landmark file a row names, as a path relative to the resolved root (the key rows are
-    grouped by), or the row's reject: a symlink loop, or a path escaping the root."""
+def landmark_key(root: Path, relative: str) -> tuple[str | None, str | None]:
+    """``(key, None)``: the landmark file ``relative`` names, as a path relative to the resolved root
+    (the key rows are grouped by); or ``(None, reason)``: a symlink loop, or a path escaping the root."""
     try:
         p = resolve_inside(root, relative)
     except SourceError as e:
-        return row.reject(e.reason, relative)
+        return None, e.reason
     if p is None:
-        return row.reject(f"{relative} escapes the dataset root", relative)
-    return str(p.relative_to(root.resolve()))
+        return None, f"{relative} escapes the dataset root"
+    return str(p.relative_to(root.resolve())), None
+
+
+def file_key(root: Path, row: ManifestRow, relative: str):
+    """``landmark_key`` for a row: the key, or the row's reject."""
+    key, reason = landmark_key(root, relative)
+    return row.reject(reason, relative) if key is None else key

@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sltdata.ingest import ingest, pack_parts
+from sltdata.ingest import ingest
 from sltdata.manifest import ManifestRow
-from sltdata.plan import Group
+from sltdata.plan import Group, pack_parts
 from sltdata.recipes import load_recipe
 from sltdata.store import Store
 from sltdata.synth import synth

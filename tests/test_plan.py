@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,8 +44,15 @@ def both(root: Path, recipe_name: str = "kaggle-islr", manifest=None):
     labels, _ = _load_map(root, recipe, "label", False)
     chars, _ = _load_map(root, recipe, "text", False)
     ref = plan_rows(root, recipe, source, manifest, labels, chars)
-    got = plan_ingest(root, recipe, source, manifest, labels, chars)
-    return _plan_bytes(*ref), _plan_bytes(got.rows, got.groups, got.rejects), got
+    with plan_ingest(root, recipe, source, manifest, labels, chars) as got:
+        return _plan_bytes(ref), _plan_bytes(got), Planned(got.rows, list(got.groups()), got.rejects)
+
+
+@dataclass
+class Planned:
+    rows: int
+    groups: list
+    rejects: list
 
 
 BAD_ROWS = [
@@ -164,8 +172,9 @@ def test_parquet_manifest_plans_as_the_same_csv_does(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("source: kaggle-islr\nmanifest: train.parquet\nlabel_map: sign_to_prediction_index_map.json\n"
                       "columns: {key: sequence_id, path: path, label: sign, participant: participant_id}\n")
-    got = plan_ingest(root, load_recipe(str(recipe)), get_source("kaggle-islr")(root, load_recipe(str(recipe))),
-                      None, {"hello": 0, "bye": 1}, None)
+    with plan_ingest(root, load_recipe(str(recipe)), get_source("kaggle-islr")(root, load_recipe(str(recipe))),
+                     None, {"hello": 0, "bye": 1}, None) as plan:
+        got = Planned(plan.rows, list(plan.groups()), plan.rejects)
     assert [(r.row, r.reason) for r in got.rejects] == \
         [(r.row, r.reason.replace("train.csv", "train.parquet")) for r in csv_plan.rejects]
     assert [(g.file, [r.key for r in g.rows]) for g in got.groups] == \
@@ -206,3 +215,68 @@ def test_every_ingest_corpus_of_the_tests_plans_identically_with_both_planners()
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:]
     assert re.search(r"\b[1-9]\d+ passed", run.stdout)
+
+
+def fingerspelling_root(tmp_path: Path, files: dict[str, int]) -> Path:
+    """A kaggle-fingerspelling root whose manifest points ``n`` rows at each file, files interleaved."""
+    root = tmp_path / "fs"
+    (root / "t").mkdir(parents=True)
+    (root / "character_to_prediction_index.json").write_text(json.dumps({c: i for i, c in enumerate(" ab")}))
+    rows, key = [], 0
+    for name, n in files.items():
+        (root / "t" / name).write_bytes(b"")
+        rows += [[f"t/{name}", "5", str(key + i), "3", "ab"] for i in range(n)]
+        key += n
+    rows.insert(1, ["t/gone.parquet", "5", "999", "3", "ab"])  # a missing file between a file's rows
+    with open(root / "train.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["path", "file_id", "sequence_id", "participant_id", "phrase"], *rows])
+    return root
+
+
+def test_parts_from_duckdb_are_the_row_loops_parts_with_files_cut_into_half_parts(tmp_path):
+    root = fingerspelling_root(tmp_path, {"z.parquet": 1, "a.parquet": 7, "b.parquet": 2, "c.parquet": 2})
+    recipe = load_recipe("kaggle-fingerspelling")
+    source = get_source(recipe.source)(root, recipe)
+    chars, _ = _load_map(root, recipe, "text", False)
+    ref = plan_rows(root, recipe, source, None, None, chars, part_size=4)
+    with plan_ingest(root, recipe, source, None, None, chars, part_size=4) as got:
+        parts = [[(g.file, [r.key for r in g.rows]) for g in p] for p in got.parts()]
+        assert _plan_bytes(got) == _plan_bytes(ref)
+        assert got.sizes == ref.sizes == [1, 2, 2, 2, 1, 4]
+    assert parts == [[("t/z.parquet", ["0"])], [("t/a.parquet", ["1", "2"])], [("t/a.parquet", ["3", "4"])],
+                     [("t/a.parquet", ["5", "6"])], [("t/a.parquet", ["7"])],
+                     [("t/b.parquet", ["8", "9"]), ("t/c.parquet", ["10", "11"])]]
+    assert [r.reason for r in got.rejects] == ["t/gone.parquet not found"]
+
+
+def test_parts_stream_out_of_duckdb_a_batch_at_a_time(tmp_path, monkeypatch):
+    """The first part is out after one batch of rows, not after the whole plan became Python objects."""
+    root = fingerspelling_root(tmp_path, {f"{i}.parquet": 3 for i in range(20)})
+    monkeypatch.setattr(plan_module, "_BATCH", 5)
+    pulled = []
+    batches = plan_module._batches
+
+    def counted(con, query):
+        for b in batches(con, query):
+            pulled.append(b.num_rows)
+            yield b
+    monkeypatch.setattr(plan_module, "_batches", counted)
+    recipe = load_recipe("kaggle-fingerspelling")
+    chars, _ = _load_map(root, recipe, "text", False)
+    with plan_ingest(root, recipe, get_source(recipe.source)(root, recipe), None, None, chars, part_size=6) as plan:
+        parts = plan.parts()
+        first = next(parts)
+        assert [(g.file, len(g.rows)) for g in first] == [("t/0.parquet", 3), ("t/1.parquet", 3)]
+        assert sum(pulled) <= 10  # two batches of 5 rows: the 6 rows of the first part and the next one
+        rest = list(parts)
+    assert sum(pulled) == 60 and len(rest) == 9 and all(sum(len(g.rows) for g in p) == 6 for p in rest)
+
+
+def test_the_plan_database_is_removed_when_the_plan_closes(tmp_path):
+    root = fingerspelling_root(tmp_path, {"a.parquet": 2})
+    recipe = load_recipe("kaggle-fingerspelling")
+    chars, _ = _load_map(root, recipe, "text", False)
+    with plan_ingest(root, recipe, get_source(recipe.source)(root, recipe), None, None, chars) as plan:
+        tmp = Path(plan._tmp)
+        assert (tmp / "plan.duckdb").is_file()
+    assert not tmp.exists()

@@ -48,6 +48,10 @@ class Source(ABC):
             raise ConfigError(f"recipe {recipe.name}: max_abs_coordinate must be a positive number, got {limit!r}")
         self.max_abs_coordinate = float(limit)
 
+    # ``landmark_file`` as a DuckDB expression over the manifest's role columns (``path``, ``key``, ...),
+    # when it has one: the planner then names a million rows' files without a Python call per row.
+    landmark_file_sql: str | None = None
+
     @abstractmethod
     def landmark_file(self, row: ManifestRow) -> str:
         """The landmark file a manifest row points at, relative to the dataset root."""

@@ -266,6 +266,8 @@ def write_fingerspelling_parquet(path: Path, sequences: dict[str, np.ndarray]) -
 class KaggleFingerspelling(Source):
     name = "kaggle-fingerspelling"
 
+    landmark_file_sql = "coalesce(path, '')"
+
     def landmark_file(self, row: ManifestRow) -> str:
         return row.path or ""
 

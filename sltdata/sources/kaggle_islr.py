@@ -109,6 +109,8 @@ def write_islr_parquet(path: Path, landmarks: np.ndarray, frame_start: int = 0) 
 class KaggleISLR(Source):
     name = "kaggle-islr"
 
+    landmark_file_sql = "coalesce(path, '')"
+
     def landmark_file(self, row: ManifestRow) -> str:
         return row.path or ""
 
