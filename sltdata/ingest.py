@@ -9,7 +9,6 @@ kill skips it, and the result is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -356,66 +355,59 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     labels, label_origin = _load_map(root, recipe, "label", strict)
     chars, char_origin = _load_map(root, recipe, "text", strict)
 
+    # the rows to read stream out of the plan (never all in memory): for the fingerprint, then to the workers
     with _plan(root, recipe, source, manifest, labels, chars, part_size) as plan:
-        return _run(plan, recipe, source, root, out, labels, label_origin, chars, char_origin, engine, workers,
-                    overwrite, quality, progress)
+        n_rows, rejects = plan.rows, plan.rejects
+        done = len(rejects)
+        if progress:
+            progress(done, n_rows)
+        fingerprint = _fingerprint(recipe, source, plan.parts(), quality)
+        with outputs.writing(out, "sltdata ingest"):  # locked; a full or read-only disk is one line
+            _start(out, fingerprint, len(plan.sizes), overwrite)
+            meta_path = out / META_FILE
+            if meta_path.exists():
+                meta_path.unlink()  # a re-run is not complete until it says so again
+                fs.removed(meta_path)
 
+            infos: list[dict] = []
+            engine = engine or get_engine("local", workers=workers)
+            units = engine.map(_run_part, ((source, root, out, i, part, quality)
+                                           for i, part in enumerate(plan.parts())))
+            for size, info in zip(plan.sizes, units):
+                infos.append(info)
+                done += size
+                if progress:
+                    progress(done, n_rows)
 
-def _run(plan: Plan, recipe: Recipe, source: Source, root: Path, out: Path, labels: dict | None,
-         label_origin: str | None, chars: dict | None, char_origin: str | None, engine: Engine | None,
-         workers: int, overwrite: bool, quality: bool, progress: Callable[[int, int], None] | None) -> IngestResult:
-    """Read and write the planned parts (streamed from the plan, never all in memory), then the
-    rejects and store.json."""
-    n_rows, rejects = plan.rows, plan.rejects
-    done = len(rejects)
-    if progress:
-        progress(done, n_rows)
-    fingerprint = _fingerprint(recipe, source, plan.parts(), quality)
-    with outputs.writing(out, "sltdata ingest"):  # locked; a full or read-only disk is one line
-        _start(out, fingerprint, len(plan.sizes), overwrite)
-        meta_path = out / META_FILE
-        if meta_path.exists():
-            meta_path.unlink()  # a re-run is not complete until it says so again
-            fs.removed(meta_path)
+            part_rejects = [Reject(**d) for info in infos for d in info["rejects"]]
+            all_rejects = sorted(rejects + part_rejects, key=lambda r: (r.manifest or "", r.row or 0))
+            stored = sum(i["sequences"] for i in infos)
+            if stored + len(all_rejects) != n_rows:
+                raise RuntimeError(f"ingest lost rows: {n_rows} in, {stored} stored, {len(all_rejects)} rejected")
 
-        infos: list[dict] = []
-        engine = engine or get_engine("local", workers=workers)
-        units = engine.map(_run_part, ((source, root, out, i, part, quality) for i, part in enumerate(plan.parts())))
-        for size, info in zip(plan.sizes, units):
-            infos.append(info)
-            done += size
-            if progress:
-                progress(done, n_rows)
-
-        part_rejects = [Reject(**d) for info in infos for d in info["rejects"]]
-        all_rejects = sorted(rejects + part_rejects, key=lambda r: (r.manifest or "", r.row or 0))
-        stored = sum(i["sequences"] for i in infos)
-        if stored + len(all_rejects) != n_rows:
-            raise RuntimeError(f"ingest lost rows: {n_rows} in, {stored} stored, {len(all_rejects)} rejected")
-
-        layout_names = sorted({name for i in infos for name in i["layouts"]})
-        tmp = out / (REJECTS_FILE + ".tmp")
-        tmp.write_text("".join(r.to_json() + "\n" for r in all_rejects), encoding="utf-8")
-        os.replace(tmp, out / REJECTS_FILE)
-        fs.committed(out / REJECTS_FILE)
-        stored_labels = labels
-        if stored_labels is None and "label" in recipe.columns:
-            stored_labels = {l: i for i, l in enumerate(sorted(plan.labels()))}
-        meta = {
-            "format": STORE_FORMAT,
-            "version": STORE_VERSION,
-            "complete": True,
-            "recipe": {"name": recipe.name, "source": recipe.source, "columns": recipe.columns,
-                       "description": recipe.description,
-                       **({"layout_map": recipe.layout_map} if recipe.layout_map else {})},
-            "layouts": [_layout_definition(n, infos).to_dict() for n in layout_names],
-            "labels": stored_labels,
-            "characters": chars,
-            **({"label_map": label_origin} if label_origin else {}),
-            **({"character_map": char_origin} if char_origin else {}),
-            "counts": {"rows": n_rows, "stored": stored, "rejected": len(all_rejects),
-                       "frames": int(sum(i["frames"] for i in infos))},
-            "parts": [{"file": i["file"], "sequences": i["sequences"], "frames": i["frames"]} for i in infos],
-        }
-        write_json_atomic(meta_path, meta)
-        return IngestResult(n_rows, stored, len(all_rejects), out, all_rejects)
+            layout_names = sorted({name for i in infos for name in i["layouts"]})
+            tmp = out / (REJECTS_FILE + ".tmp")
+            tmp.write_text("".join(r.to_json() + "\n" for r in all_rejects), encoding="utf-8")
+            os.replace(tmp, out / REJECTS_FILE)
+            fs.committed(out / REJECTS_FILE)
+            stored_labels = labels
+            if stored_labels is None and "label" in recipe.columns:
+                stored_labels = {l: i for i, l in enumerate(sorted(plan.labels()))}
+            meta = {
+                "format": STORE_FORMAT,
+                "version": STORE_VERSION,
+                "complete": True,
+                "recipe": {"name": recipe.name, "source": recipe.source, "columns": recipe.columns,
+                           "description": recipe.description,
+                           **({"layout_map": recipe.layout_map} if recipe.layout_map else {})},
+                "layouts": [_layout_definition(n, infos).to_dict() for n in layout_names],
+                "labels": stored_labels,
+                "characters": chars,
+                **({"label_map": label_origin} if label_origin else {}),
+                **({"character_map": char_origin} if char_origin else {}),
+                "counts": {"rows": n_rows, "stored": stored, "rejected": len(all_rejects),
+                           "frames": int(sum(i["frames"] for i in infos))},
+                "parts": [{"file": i["file"], "sequences": i["sequences"], "frames": i["frames"]} for i in infos],
+            }
+            write_json_atomic(meta_path, meta)
+            return IngestResult(n_rows, stored, len(all_rejects), out, all_rejects)
