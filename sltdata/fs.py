@@ -16,8 +16,12 @@ Two shapes, chosen so the commands keep their local code (and their local bytes)
   made to hold exactly what the staging directory holds, the marker files (``store.json``,
   ``index.json``) last. No lock is taken on an object store (one writer per URL is the user's job).
 - A remote **input directory** that a reader needs as local files (an ingest's dataset root, extract's
-  videos) is downloaded to a temporary directory by :func:`input_dir`, whole. Reading it part by part
-  is the planner's job once it plans from an fsspec listing. :func:`input_files` pulls only the files
+  videos) is mirrored in a temporary directory by :func:`input_dir`: what the driver reads (manifests,
+  label maps) is downloaded, and each landmark file or video is an empty placeholder, so planning
+  lists and checks them as local files. A unit asks :func:`local_input` for each input it reads,
+  which fetches it from the remote to the same path: the data moves as the units run, and on a Ray
+  cluster each node fetches only what its units read (a worker on another node has no directory at
+  all; the files it reads arrive the same way). :func:`input_files` pulls only the files
   a reader names (a run's config and one checkpoint, not its optimizer states); :func:`output_file`
   writes one file (an exported model) locally and puts it when it is finished.
 
@@ -28,12 +32,14 @@ messages name a URL through :func:`display` (no query string, no user:password).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from sltdata.errors import ConfigError
@@ -44,6 +50,7 @@ _LOCAL_ONLY = (".sltdata.lock",)  # never mirrored (a lock means nothing on an o
 
 _options: dict[str, dict] = {}  # protocol -> storage options from --storage-option
 _mirrors: dict[str, tuple[str, dict]] = {}  # staging dir -> (remote URL, storage options)
+_inputs: dict[str, tuple[str, dict]] = {}  # input staging dir -> (remote URL, storage options)
 _lock = threading.Lock()
 
 
@@ -239,17 +246,61 @@ def _fs_with(url: str, opts: dict):
 
 
 def mirrors() -> dict:
-    """The staging directories of this process (for an engine to install in its workers)."""
-    return {"mirrors": dict(_mirrors), "options": dict(_options)}
+    """The staging directories of this process, output and input (for an engine to install in its workers)."""
+    return {"mirrors": dict(_mirrors), "inputs": dict(_inputs), "options": dict(_options)}
 
 
 def install(state: dict) -> None:
-    """Install a driver's :func:`mirrors` in a worker process (staging directories made if absent)."""
+    """Install a driver's :func:`mirrors` in a worker process (output staging directories made if
+    absent; input files are fetched by :func:`local_input` when a unit reads them)."""
     with _lock:
         _options.update(state["options"])
+        _inputs.update(state.get("inputs", {}))
         for staging, target in state["mirrors"].items():
             Path(staging).mkdir(parents=True, exist_ok=True)
             _mirrors[staging] = target
+
+
+def local_input(path) -> Path:
+    """``path`` with its content here: fetched first when it lies in a remote input's staging directory
+    (:func:`input_dir`) but is absent (a worker of a Ray cluster on another node than the driver) or
+    is the empty placeholder a lazy input left for it. A folder (of video frames) gets each file it
+    lacks. Files land through a temporary name, so concurrent units never see half of one. Anything
+    outside a remote input is returned as it is, with no remote call."""
+    path = Path(path)
+    with _lock:
+        inputs = list(_inputs.items())
+    for staging, (url, opts) in inputs:
+        if not path.is_relative_to(staging):
+            continue
+        if path.is_file() and path.stat().st_size > 0:
+            return path  # the content is here
+        fs, root = _fs_with(url, opts)
+        remote = f"{root.rstrip('/')}/{path.relative_to(staging).as_posix()}"
+        if fs.isdir(remote):
+            for rp in fs.find(remote):
+                _fetch(fs, rp, path / PurePosixPath(rp).relative_to(remote.rstrip("/")))
+        else:
+            _fetch(fs, remote, path)
+        break
+    return path
+
+
+def _fetch(fs, remote: str, path: Path) -> None:
+    """Put the remote file at ``path`` unless its content is there (an empty file is the content of
+    an empty remote one); nothing when the remote has no such file (the reader says it is missing)."""
+    if path.is_file() and path.stat().st_size > 0:
+        return
+    try:
+        size = fs.size(remote)
+    except FileNotFoundError:
+        return
+    if size == 0 and path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    fs.get_file(remote, str(tmp))
+    os.replace(tmp, path)
 
 
 def check_apart(out, inputs) -> None:
@@ -309,8 +360,10 @@ def _sync(fs, root: str, staging: Path) -> None:
 
 
 @contextmanager
-def input_dir(url) -> Iterator[Path]:
-    """A local directory holding the input directory ``url`` (downloaded whole when remote)."""
+def input_dir(url, lazy: Callable[[str], bool] | None = None) -> Iterator[Path]:
+    """A local directory holding the input directory ``url``: downloaded whole when remote, except
+    the files (relative paths, ``a/b.parquet``) ``lazy`` accepts: an empty placeholder stands in for
+    each (listings and existence checks see it) until a unit reads it through :func:`local_input`."""
     if not is_remote(url):
         yield local(url)
         return
@@ -321,9 +374,23 @@ def input_dir(url) -> Iterator[Path]:
         raise SourceError(display(url), "dataset root is not a directory")
     staging = Path(tempfile.mkdtemp(prefix="sltdata-in-"))
     try:
-        fs.get(root.rstrip("/") + "/", str(staging), recursive=True)
+        if lazy is None:
+            fs.get(root.rstrip("/") + "/", str(staging), recursive=True)
+        else:
+            for rp in fs.find(root):
+                rel = PurePosixPath(rp).relative_to(root.rstrip("/")).as_posix()
+                target = staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if lazy(rel):
+                    target.touch()
+                else:
+                    fs.get_file(rp, str(target))
+        with _lock:
+            _inputs[str(staging)] = (str(url).rstrip("/"), storage_options())
         yield staging
     finally:
+        with _lock:
+            _inputs.pop(str(staging), None)
         shutil.rmtree(staging, ignore_errors=True)
 
 

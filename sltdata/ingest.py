@@ -252,7 +252,7 @@ def _read_group(source: Source, root: Path, g: _Group, refused: dict[str, str]) 
         return
     n = 0
     try:
-        for res in source.read(root / g.file, list(g.rows)):
+        for res in source.read(fs.local_input(root / g.file), list(g.rows)):  # fetched on a remote worker
             n += 1
             if n > len(g.rows):
                 raise RuntimeError(f"source {source.name} returned more than {len(g.rows)} results "
@@ -338,7 +338,10 @@ def ingest(source_or_recipe: str, root: str | Path, out: str | Path, *, manifest
     ``workers`` threads); the bytes are the same whichever runs them.
     """
     if fs.is_remote(root) or fs.is_remote(out):
-        with fs.input_dir(root) as local_root, fs.output_dir(out, [root]) as local_out:
+        recipe = load_recipe(source_or_recipe)
+        driver_reads = {*((manifest,) if manifest else recipe.manifest), recipe.label_map, recipe.character_map}
+        with fs.input_dir(root, lazy=lambda rel: rel not in driver_reads) as local_root, \
+                fs.output_dir(out, [root]) as local_out:
             result = ingest(source_or_recipe, local_root, local_out, manifest=manifest, workers=workers,
                             part_size=part_size, overwrite=overwrite, progress=progress, strict=strict,
                             layout_map=layout_map, quality=quality, engine=engine)

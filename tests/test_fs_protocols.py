@@ -3,6 +3,8 @@ in-memory filesystem (``memory://``, one more protocol besides moto's S3 in ``te
 the local bytes. ``gs://`` and ``hf://`` go through these same calls (gcsfs, huggingface_hub's
 HfFileSystem); their services are not reachable from the tests."""
 
+import os
+import shutil
 from pathlib import Path
 
 import fsspec
@@ -48,3 +50,76 @@ def test_ingest_and_shard_on_an_in_memory_filesystem_give_the_local_bytes(memory
     here = [(s.key, s.arrays["landmarks"]) for _, s in iter_samples(ShardIndex.open(tmp_path / "shards"))]
     assert [k for k, _ in remote] == [k for k, _ in here] and len(remote) == 30
     assert all(np.array_equal(a, b, equal_nan=True) for (_, a), (_, b) in zip(remote, here))
+
+
+class OtherNode:
+    """An engine whose units run where the driver's download of the input is absent, as on a Ray worker
+    of another node: the input staging directory is moved away while each unit runs (and put back
+    after), and the unit gets the driver's state as a Ray task does."""
+
+    name = "other-node"
+
+    def __init__(self):
+        self.units = 0
+
+    def map(self, fn, args):
+        for a in args:
+            state = fs.mirrors()
+            (staging,) = state["inputs"]
+            os.rename(staging, staging + ".driver")
+            try:
+                fs.install(state)
+                result = fn(*a)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+                os.rename(staging + ".driver", staging)
+            self.units += 1
+            yield result
+
+
+def test_units_on_another_node_fetch_their_input_files_from_the_remote(memory_root, tmp_path, monkeypatch):
+    raw = synth("kaggle-islr", tmp_path / "raw", sequences=20, classes=4, participants=5, seed=3)
+    ingest("kaggle-islr", raw, tmp_path / "store", part_size=8)
+    fs.upload_dir(raw, f"{memory_root}/raw")
+    engine = OtherNode()
+    ingest("kaggle-islr", f"{memory_root}/raw", f"{memory_root}/store", part_size=8, engine=engine)
+    assert engine.units == 3
+    fs.download_dir(f"{memory_root}/store", tmp_path / "back")
+    assert _files(tmp_path / "back") == _files(tmp_path / "store")
+
+    # the control: a unit that does not fetch finds nothing where the driver's download was
+    monkeypatch.setattr(fs, "local_input", lambda path: Path(path))
+    result = ingest("kaggle-islr", f"{memory_root}/raw", f"{memory_root}/store2", part_size=8, engine=OtherNode())
+    assert result.stored == 0 and result.rejected == 20
+
+
+def test_local_input_fetches_a_file_or_a_folder_of_frames_only_inside_a_remote_input(memory_root, tmp_path):
+    (tmp_path / "in" / "frames").mkdir(parents=True)
+    (tmp_path / "in" / "a.txt").write_text("hello")
+    for i in range(3):
+        (tmp_path / "in" / "frames" / f"{i:04d}.png").write_bytes(bytes([i]) * 10)
+    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
+    with fs.input_dir(f"{memory_root}/in") as staging:
+        shutil.rmtree(staging)  # as on a node the driver's download never reached
+        fs.install(fs.mirrors())
+        assert fs.local_input(staging / "a.txt").read_text() == "hello"
+        assert _files(fs.local_input(staging / "frames")) == _files(tmp_path / "in" / "frames")
+        assert not fs.local_input(staging / "missing.txt").exists()
+        assert not [p for p in staging.iterdir() if p.name.endswith(".part")]  # no temporary left behind
+    elsewhere = tmp_path / "not-an-input.txt"
+    assert fs.local_input(elsewhere) == elsewhere and not elsewhere.exists()
+    assert fs.mirrors()["inputs"] == {}  # the input is forgotten once its run ends
+
+
+def test_a_lazy_input_downloads_what_the_driver_reads_and_leaves_placeholders_for_the_rest(memory_root, tmp_path):
+    (tmp_path / "in" / "lm").mkdir(parents=True)
+    (tmp_path / "in" / "train.csv").write_text("path\nlm/1.parquet\n")
+    (tmp_path / "in" / "lm" / "1.parquet").write_bytes(b"landmarks")
+    (tmp_path / "in" / "lm" / "empty.parquet").write_bytes(b"")
+    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
+    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: rel != "train.csv") as staging:
+        assert (staging / "train.csv").read_text() == "path\nlm/1.parquet\n"
+        assert [(p.name, p.stat().st_size) for p in sorted((staging / "lm").iterdir())] == \
+            [("1.parquet", 0), ("empty.parquet", 0)]  # listed, not downloaded
+        assert fs.local_input(staging / "lm" / "1.parquet").read_bytes() == b"landmarks"
+        assert fs.local_input(staging / "lm" / "empty.parquet").read_bytes() == b""  # empty on the remote too

@@ -127,3 +127,23 @@ def test_an_s3_output_inside_its_s3_input_is_refused_before_writing(s3_run):
     with pytest.raises(OutputError, match="input s3://sltdata-test/store"):
         write_shards(f"{s3_run}/store", f"{s3_run}/store", **SHARD)
     assert not fs.exists(f"{s3_run}/raw/store")
+
+
+def test_extract_from_s3_fetches_each_video_in_the_worker_process_that_reads_it(bucket, tmp_path):
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("cv2")
+    pytest.importorskip("skimage")
+    from sltdata.extract import backends, extract
+    from sltdata.testing.video import astronaut, write_clip
+
+    if not backends.legacy_available():
+        pytest.skip("the proof runs on the legacy Holistic (mediapipe==0.10.21)")
+    src = tmp_path / "v"
+    src.mkdir()
+    for name in ("p", "q"):
+        write_clip(src / f"{name}.mp4", astronaut(), frames=2)
+    extract(src, tmp_path / "local", workers=1)
+    fs.upload_dir(src, f"{bucket}/videos")
+    result = extract(f"{bucket}/videos", tmp_path / "remote", workers=2)  # two spawned processes
+    assert result.count("written") == 2
+    assert _files(tmp_path / "remote") == _files(tmp_path / "local")

@@ -31,7 +31,7 @@ import numpy as np
 from sltdata import fs, outputs
 from sltdata.errors import SltdataError, SourceError
 from sltdata.extract.backends import HolisticConfig, make_holistic, resolve_backend
-from sltdata.extract.video import VideoInput, find_inputs, open_video
+from sltdata.extract.video import VideoInput, find_inputs, is_frame_or_video, open_video
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ def extract_video(video: VideoInput, out_dir: Path, holistic, fps: float | None 
     target = out_dir / f"{video.stem}.pose"
     if target.exists():
         return Outcome(video.stem, str(video.path), "skipped")
+    fs.local_input(video.path)  # a remote input's video (or frames) is fetched by the unit that reads it
     try:
         info, frames = open_video(video, fps)
         holistic.next_video()
@@ -162,8 +163,10 @@ def extract_video(video: VideoInput, out_dir: Path, holistic, fps: float | None 
 _WORKER_HOLISTIC = None
 
 
-def _worker_init(config: HolisticConfig) -> None:
+def _worker_init(config: HolisticConfig, state: dict | None = None) -> None:
     global _WORKER_HOLISTIC
+    if state:
+        fs.install(state)  # the driver's remote input and output, for local_input and committed
     _WORKER_HOLISTIC = make_holistic(config)  # make_holistic -> resolve_backend quiets the logs first
 
 
@@ -210,7 +213,8 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
     e.g. Ray) runs one unit per video instead of ``workers`` local processes; same bytes.
     """
     if fs.is_remote(source) or fs.is_remote(out):
-        with fs.input_dir(source) as local_source, fs.output_dir(out, [source]) as local_out:
+        with fs.input_dir(source, lazy=is_frame_or_video) as local_source, \
+                fs.output_dir(out, [source]) as local_out:
             return extract(local_source, local_out, config, workers=workers, fps=fps, progress=progress,
                            on_inputs=on_inputs, engine=engine)
     if fps is not None and fps <= 0:
@@ -256,7 +260,7 @@ def extract(source: Path | str, out: Path | str, config: HolisticConfig = Holist
     elif todo:
         ctx = multiprocessing.get_context("spawn")  # MediaPipe's threads do not survive a fork
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_worker_init,
-                                 initargs=(config,)) as pool:
+                                 initargs=(config, fs.mirrors())) as pool:
             futures = [pool.submit(_worker_run, v, str(out_dir), fps, provenance) for v in todo]
             try:
                 for fut in as_completed(futures):

@@ -11,7 +11,7 @@ import csv
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import numpy as np
@@ -43,6 +43,11 @@ class VideoInfo:
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def is_frame_or_video(name: str) -> bool:
+    """Whether a file is read by a unit (a video, or a frame of an image folder) rather than listed."""
+    return PurePosixPath(name).suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES
 
 
 def _walk(root: Path) -> Iterator[Path]:
