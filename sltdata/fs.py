@@ -51,6 +51,7 @@ _LOCAL_ONLY = (".sltdata.lock",)  # never mirrored (a lock means nothing on an o
 _options: dict[str, dict] = {}  # protocol -> storage options from --storage-option
 _mirrors: dict[str, tuple[str, dict]] = {}  # staging dir -> (remote URL, storage options)
 _inputs: dict[str, tuple[str, dict]] = {}  # input staging dir -> (remote URL, storage options)
+_fetching: dict[str, threading.Lock] = {}  # input files being fetched by this process
 _lock = threading.Lock()
 
 
@@ -288,19 +289,27 @@ def local_input(path) -> Path:
 
 def _fetch(fs, remote: str, path: Path) -> None:
     """Put the remote file at ``path`` unless its content is there (an empty file is the content of
-    an empty remote one); nothing when the remote has no such file (the reader says it is missing)."""
-    if path.is_file() and path.stat().st_size > 0:
-        return
+    an empty remote one); nothing when the remote has no such file (the reader says it is missing).
+    Threads that want the same file (two parts of one Fingerspelling file) download it once."""
+    with _lock:
+        lock = _fetching.setdefault(str(path), threading.Lock())
     try:
-        size = fs.size(remote)
-    except FileNotFoundError:
-        return
-    if size == 0 and path.is_file():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    fs.get_file(remote, str(tmp))
-    os.replace(tmp, path)
+        with lock:
+            if path.is_file() and path.stat().st_size > 0:
+                return
+            try:
+                size = fs.size(remote)
+            except FileNotFoundError:
+                return
+            if size == 0 and path.is_file():
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+            fs.get_file(remote, str(tmp))
+            os.replace(tmp, path)
+    finally:
+        with _lock:
+            _fetching.pop(str(path), None)
 
 
 def check_apart(out, inputs) -> None:

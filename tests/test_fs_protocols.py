@@ -5,6 +5,8 @@ HfFileSystem); their services are not reachable from the tests."""
 
 import os
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
@@ -123,3 +125,24 @@ def test_a_lazy_input_downloads_what_the_driver_reads_and_leaves_placeholders_fo
             [("1.parquet", 0), ("empty.parquet", 0)]  # listed, not downloaded
         assert fs.local_input(staging / "lm" / "1.parquet").read_bytes() == b"landmarks"
         assert fs.local_input(staging / "lm" / "empty.parquet").read_bytes() == b""  # empty on the remote too
+
+
+def test_threads_that_want_the_same_input_file_download_it_once(memory_root, tmp_path, monkeypatch):
+    (tmp_path / "in" / "lm").mkdir(parents=True)
+    (tmp_path / "in" / "lm" / "1.parquet").write_bytes(b"x" * 1000)
+    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
+    calls = []
+    memory = type(fsspec.filesystem("memory"))
+    real = memory.get_file
+
+    def slow(self, rpath, lpath, *a, **k):
+        calls.append(rpath)
+        time.sleep(0.2)  # long enough for every thread to be waiting on the first one's download
+        return real(self, rpath, lpath, *a, **k)
+    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: True) as staging:
+        monkeypatch.setattr(memory, "get_file", slow)
+        target = staging / "lm" / "1.parquet"
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda _: fs.local_input(target).read_bytes(), range(4)))
+    assert got == [b"x" * 1000] * 4
+    assert len(calls) == 1

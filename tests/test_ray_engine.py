@@ -121,3 +121,24 @@ def test_extract_on_ray_writes_the_local_bytes(cluster, tmp_path):
     on_ray = extract(videos, tmp_path / "ray", config, engine=cluster)
     assert [o.status for o in local.outcomes] == [o.status for o in on_ray.outcomes] == ["written"] * 3
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
+def test_ingest_of_an_s3_root_on_ray_fetches_each_file_in_the_task_that_reads_it(cluster, raw, local_store, tmp_path):
+    """The README's cluster command on one node: the driver downloads the manifest and the label map,
+    and each Ray task (another process, given the endpoint and keys as storage options, not by its
+    environment) fetches the landmark files of its part."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from sltdata import fs
+    from sltdata.testing.s3 import FAKE_KEYS, moto_bucket
+
+    with moto_bucket("ray-input") as bucket:
+        fs.upload_dir(raw, f"{bucket}/raw")
+        fs.set_storage_options([f"client_kwargs.endpoint_url={os.environ['AWS_ENDPOINT_URL']}",
+                                f"key={FAKE_KEYS['AWS_ACCESS_KEY_ID']}", f"secret={FAKE_KEYS['AWS_SECRET_ACCESS_KEY']}"])
+        try:
+            result = ingest("kaggle-islr", f"{bucket}/raw", tmp_path / "store", part_size=4, engine=cluster)
+        finally:
+            fs.set_storage_options([])
+    assert result.stored == 120 - result.rejected
+    assert _files(tmp_path / "store") == _files(local_store)
