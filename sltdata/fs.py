@@ -287,6 +287,38 @@ def local_input(path) -> Path:
     return path
 
 
+def local_inputs(paths) -> None:
+    """:func:`local_input` for many files at once (a part's landmark files): the ones to fetch come
+    in one batch, whose requests s3fs runs concurrently, instead of one round trip after another."""
+    with _lock:
+        inputs = list(_inputs.items())
+    if not inputs:
+        return
+    batches: dict[str, list[Path]] = {}
+    for path in map(Path, paths):
+        staging = next((s for s, _ in inputs if path.is_relative_to(s)), None)
+        if staging is not None and not (path.is_file() and path.stat().st_size > 0):
+            batches.setdefault(staging, []).append(path)
+    for staging, wanted in batches.items():
+        url, opts = dict(inputs)[staging]
+        fs, root = _fs_with(url, opts)
+        tmps = [p.with_name(f".{p.name}.{uuid.uuid4().hex}.part") for p in wanted]
+        for p in wanted:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fs.get([f"{root.rstrip('/')}/{p.relative_to(staging).as_posix()}" for p in wanted], [str(t) for t in tmps])
+        except (FileNotFoundError, IsADirectoryError):  # one is not a file there: fetched one at a time
+            for p, t in zip(wanted, tmps):  # (a download the error cut short is never taken for a file)
+                if t.is_dir():
+                    shutil.rmtree(t, ignore_errors=True)
+                else:
+                    t.unlink(missing_ok=True)
+                local_input(p)
+            continue
+        for p, t in zip(wanted, tmps):
+            os.replace(t, p)
+
+
 def _fetch(fs, remote: str, path: Path) -> None:
     """Put the remote file at ``path`` unless its content is there (an empty file is the content of
     an empty remote one); nothing when the remote has no such file (the reader says it is missing).

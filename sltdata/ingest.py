@@ -273,6 +273,7 @@ def _run_part(source: Source, root: Path, out: Path, index: int, part: list[_Gro
     parquet = out / part_name(index)
     if parquet.is_file() and sidecar.is_file():
         return json.loads(sidecar.read_text(encoding="utf-8"))
+    fs.local_inputs(root / g.file for g in part)  # a remote root's files, fetched in one batch
     layout_map = source.recipe.layout_map or {}
     refused: dict[str, str] = {}  # files that failed part-way: the part is redone with their rows rejected
     info: dict = {}

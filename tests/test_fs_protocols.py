@@ -91,6 +91,7 @@ def test_units_on_another_node_fetch_their_input_files_from_the_remote(memory_ro
 
     # the control: a unit that does not fetch finds nothing where the driver's download was
     monkeypatch.setattr(fs, "local_input", lambda path: Path(path))
+    monkeypatch.setattr(fs, "local_inputs", lambda paths: None)
     result = ingest("kaggle-islr", f"{memory_root}/raw", f"{memory_root}/store2", part_size=8, engine=OtherNode())
     assert result.stored == 0 and result.rejected == 20
 
@@ -146,3 +147,26 @@ def test_threads_that_want_the_same_input_file_download_it_once(memory_root, tmp
             got = list(pool.map(lambda _: fs.local_input(target).read_bytes(), range(4)))
     assert got == [b"x" * 1000] * 4
     assert len(calls) == 1
+
+
+def test_a_parts_files_are_fetched_in_one_batch_and_a_missing_one_is_left_to_the_reader(memory_root, tmp_path,
+                                                                                          monkeypatch):
+    (tmp_path / "in" / "lm").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "in" / "lm" / f"{i}.parquet").write_bytes(bytes([65 + i]) * 10)
+    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
+    batches = []
+    memory = type(fsspec.filesystem("memory"))
+    real = memory.get
+
+    def counted(self, rpath, lpath, *a, **k):
+        batches.append(rpath)
+        return real(self, rpath, lpath, *a, **k)
+    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: True) as staging:
+        monkeypatch.setattr(memory, "get", counted)
+        wanted = [staging / "lm" / f"{i}.parquet" for i in range(3)] + [staging / "lm" / "gone.parquet"]
+        fs.local_inputs(wanted)
+        assert [p.read_bytes() for p in wanted[:3]] == [b"A" * 10, b"B" * 10, b"C" * 10]
+        assert not wanted[3].exists()
+        assert len(batches) == 1 and len(batches[0]) == 4  # one batch of requests, not one per file
+        assert not [p for p in (staging / "lm").iterdir() if p.name.endswith(".part")]
