@@ -308,15 +308,23 @@ def local_inputs(paths) -> None:
         try:
             fs.get([f"{root.rstrip('/')}/{p.relative_to(staging).as_posix()}" for p in wanted], [str(t) for t in tmps])
         except (FileNotFoundError, IsADirectoryError):  # one is not a file there: fetched one at a time
-            for p, t in zip(wanted, tmps):  # (a download the error cut short is never taken for a file)
-                if t.is_dir():
-                    shutil.rmtree(t, ignore_errors=True)
-                else:
-                    t.unlink(missing_ok=True)
+            _discard(tmps)  # (a download the error cut short is never taken for a file)
+            for p in wanted:
                 local_input(p)
             continue
+        except BaseException:
+            _discard(tmps)
+            raise
         for p, t in zip(wanted, tmps):
             os.replace(t, p)
+
+
+def _discard(paths: list[Path]) -> None:
+    for t in paths:
+        if t.is_dir():
+            shutil.rmtree(t, ignore_errors=True)
+        else:
+            t.unlink(missing_ok=True)
 
 
 def _fetch(fs, remote: str, path: Path) -> None:
