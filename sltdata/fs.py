@@ -51,7 +51,7 @@ _LOCAL_ONLY = (".sltdata.lock",)  # never mirrored (a lock means nothing on an o
 _options: dict[str, dict] = {}  # protocol -> storage options from --storage-option
 _mirrors: dict[str, tuple[str, dict]] = {}  # staging dir -> (remote URL, storage options)
 _inputs: dict[str, tuple[str, dict]] = {}  # input staging dir -> (remote URL, storage options)
-_fetching: dict[str, threading.Lock] = {}  # input files being fetched by this process
+_fetching: dict[str, threading.RLock] = {}  # input files being fetched by this process
 _lock = threading.Lock()
 
 
@@ -302,21 +302,44 @@ def local_inputs(paths) -> None:
     for staging, wanted in batches.items():
         url, opts = dict(inputs)[staging]
         fs, root = _fs_with(url, opts)
-        tmps = [p.with_name(f".{p.name}.{uuid.uuid4().hex}.part") for p in wanted]
-        for p in wanted:
-            p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fs.get([f"{root.rstrip('/')}/{p.relative_to(staging).as_posix()}" for p in wanted], [str(t) for t in tmps])
-        except (FileNotFoundError, IsADirectoryError):  # one is not a file there: fetched one at a time
-            _discard(tmps)  # (a download the error cut short is never taken for a file)
+        with _holding(wanted):  # two parts of one Fingerspelling file, on two threads: one download
+            wanted = [p for p in wanted if not (p.is_file() and p.stat().st_size > 0)]
+            tmps = [p.with_name(f".{p.name}.{uuid.uuid4().hex}.part") for p in wanted]
             for p in wanted:
-                local_input(p)
-            continue
-        except BaseException:
-            _discard(tmps)
-            raise
-        for p, t in zip(wanted, tmps):
-            os.replace(t, p)
+                p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if wanted:
+                    fs.get([f"{root.rstrip('/')}/{p.relative_to(staging).as_posix()}" for p in wanted],
+                           [str(t) for t in tmps])
+            except (FileNotFoundError, IsADirectoryError):  # one is not a file there: fetched one at a time
+                _discard(tmps)  # (a download the error cut short is never taken for a file)
+                for p in wanted:
+                    local_input(p)
+                continue
+            except BaseException:
+                _discard(tmps)
+                raise
+            for p, t in zip(wanted, tmps):
+                os.replace(t, p)
+
+
+@contextmanager
+def _holding(paths):
+    """This process's per-file fetch locks for ``paths``, taken in one order (two batches that share
+    files never wait on each other in a circle); reentrant, so a batch may fall back to _fetch."""
+    keys = sorted({str(p) for p in paths})
+    with _lock:
+        locks = [_fetching.setdefault(k, threading.RLock()) for k in keys]
+    for lock in locks:
+        lock.acquire()
+    try:
+        yield
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+        with _lock:
+            for k in keys:
+                _fetching.pop(k, None)
 
 
 def _discard(paths: list[Path]) -> None:
@@ -330,26 +353,20 @@ def _discard(paths: list[Path]) -> None:
 def _fetch(fs, remote: str, path: Path) -> None:
     """Put the remote file at ``path`` unless its content is there (an empty file is the content of
     an empty remote one); nothing when the remote has no such file (the reader says it is missing).
-    Threads that want the same file (two parts of one Fingerspelling file) download it once."""
-    with _lock:
-        lock = _fetching.setdefault(str(path), threading.Lock())
-    try:
-        with lock:
-            if path.is_file() and path.stat().st_size > 0:
-                return
-            try:
-                size = fs.size(remote)
-            except FileNotFoundError:
-                return
-            if size == 0 and path.is_file():
-                return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-            fs.get_file(remote, str(tmp))
-            os.replace(tmp, path)
-    finally:
-        with _lock:
-            _fetching.pop(str(path), None)
+    Threads that want the same file download it once."""
+    with _holding([path]):
+        if path.is_file() and path.stat().st_size > 0:
+            return
+        try:
+            size = fs.size(remote)
+        except FileNotFoundError:
+            return
+        if size == 0 and path.is_file():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        fs.get_file(remote, str(tmp))
+        os.replace(tmp, path)
 
 
 def check_apart(out, inputs) -> None:

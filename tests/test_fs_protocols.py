@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import fsspec
 import numpy as np
@@ -170,3 +170,25 @@ def test_a_parts_files_are_fetched_in_one_batch_and_a_missing_one_is_left_to_the
         assert not wanted[3].exists()
         assert len(batches) == 1 and len(batches[0]) == 4  # one batch of requests, not one per file
         assert not [p for p in (staging / "lm").iterdir() if p.name.endswith(".part")]
+
+
+def test_two_parts_of_one_file_fetching_at_once_download_it_once(memory_root, tmp_path, monkeypatch):
+    (tmp_path / "in" / "lm").mkdir(parents=True)
+    (tmp_path / "in" / "lm" / "big.parquet").write_bytes(b"y" * 1000)
+    (tmp_path / "in" / "lm" / "other.parquet").write_bytes(b"z" * 10)
+    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
+    fetched = []
+    memory = type(fsspec.filesystem("memory"))
+    real = memory.get
+
+    def slow(self, rpath, lpath, *a, **k):
+        fetched.extend(rpath)
+        time.sleep(0.2)
+        return real(self, rpath, lpath, *a, **k)
+    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: True) as staging:
+        monkeypatch.setattr(memory, "get", slow)
+        big, other = staging / "lm" / "big.parquet", staging / "lm" / "other.parquet"
+        with ThreadPoolExecutor(2) as pool:  # the parts' batches: [big, other] and [other, big]
+            list(pool.map(fs.local_inputs, [[big, other], [other, big]]))
+        assert big.read_bytes() == b"y" * 1000 and other.read_bytes() == b"z" * 10
+    assert sorted(PurePosixPath(r).name for r in fetched) == ["big.parquet", "other.parquet"]
