@@ -5,27 +5,20 @@ by the part that reads it).
     python benchmarks/remote.py [--sequences 2000] [--part-size 64] [--workers 2]
 
 The server is moto's, in a process of its own on 127.0.0.1: its requests cost what a local HTTP
-server's cost (and it shares the two cores with the ingest), not what a real bucket's do, so the figures say where the time goes (how
-long the first part waits, how much the driver holds), not what S3 would take. Both runs write the
-same store (checked). Peak disk is the mirror's size when the run ends (nothing is removed before).
+server's cost (and it shares the two cores with the ingest), not what a real bucket's do, so the
+figures say where the time goes (how long the first part waits), not what S3 would take. Both runs
+write the same store (checked).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def digest(store: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(store.iterdir()):
-        if p.is_file() and p.name != ".sltdata.lock":
-            h.update(p.name.encode() + p.read_bytes())
-    return h.hexdigest()
+from engine import digest  # benchmarks/engine.py: a store's bytes as one hash
 
 
 def run(url: str, out: Path, part_size: int, workers: int, lazy: bool) -> dict:

@@ -114,13 +114,34 @@ def test_local_input_fetches_a_file_or_a_folder_of_frames_only_inside_a_remote_i
     assert fs.mirrors()["inputs"] == {}  # the input is forgotten once its run ends
 
 
+def remote_dir(url: str, tmp_path: Path, files: dict[str, bytes]) -> str:
+    """``files`` (relative path -> bytes) put under ``url``."""
+    for rel, data in files.items():
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / rel).write_bytes(data)
+    fs.upload_dir(tmp_path / "in", url)
+    return url
+
+
+def recorded(monkeypatch, method: str, delay: float = 0.0) -> list:
+    """The remote paths the in-memory filesystem's ``method`` (``get``, ``get_file``) is asked for,
+    each call taking ``delay`` seconds (long enough for other threads to be waiting on it)."""
+    calls: list = []
+    memory = type(fsspec.filesystem("memory"))
+    real = getattr(memory, method)
+
+    def wrapper(self, rpath, lpath, *a, **k):
+        calls.append(rpath)
+        time.sleep(delay)
+        return real(self, rpath, lpath, *a, **k)
+    monkeypatch.setattr(memory, method, wrapper)
+    return calls
+
+
 def test_a_lazy_input_downloads_what_the_driver_reads_and_leaves_placeholders_for_the_rest(memory_root, tmp_path):
-    (tmp_path / "in" / "lm").mkdir(parents=True)
-    (tmp_path / "in" / "train.csv").write_text("path\nlm/1.parquet\n")
-    (tmp_path / "in" / "lm" / "1.parquet").write_bytes(b"landmarks")
-    (tmp_path / "in" / "lm" / "empty.parquet").write_bytes(b"")
-    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
-    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: rel != "train.csv") as staging:
+    url = remote_dir(f"{memory_root}/in", tmp_path, {"train.csv": b"path\nlm/1.parquet\n",
+                                                     "lm/1.parquet": b"landmarks", "lm/empty.parquet": b""})
+    with fs.input_dir(url, lazy=lambda rel: rel != "train.csv") as staging:
         assert (staging / "train.csv").read_text() == "path\nlm/1.parquet\n"
         assert [(p.name, p.stat().st_size) for p in sorted((staging / "lm").iterdir())] == \
             [("1.parquet", 0), ("empty.parquet", 0)]  # listed, not downloaded
@@ -129,19 +150,9 @@ def test_a_lazy_input_downloads_what_the_driver_reads_and_leaves_placeholders_fo
 
 
 def test_threads_that_want_the_same_input_file_download_it_once(memory_root, tmp_path, monkeypatch):
-    (tmp_path / "in" / "lm").mkdir(parents=True)
-    (tmp_path / "in" / "lm" / "1.parquet").write_bytes(b"x" * 1000)
-    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
-    calls = []
-    memory = type(fsspec.filesystem("memory"))
-    real = memory.get_file
-
-    def slow(self, rpath, lpath, *a, **k):
-        calls.append(rpath)
-        time.sleep(0.2)  # long enough for every thread to be waiting on the first one's download
-        return real(self, rpath, lpath, *a, **k)
-    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: True) as staging:
-        monkeypatch.setattr(memory, "get_file", slow)
+    url = remote_dir(f"{memory_root}/in", tmp_path, {"lm/1.parquet": b"x" * 1000})
+    calls = recorded(monkeypatch, "get_file", delay=0.2)
+    with fs.input_dir(url, lazy=lambda rel: True) as staging:
         target = staging / "lm" / "1.parquet"
         with ThreadPoolExecutor(4) as pool:
             got = list(pool.map(lambda _: fs.local_input(target).read_bytes(), range(4)))
@@ -151,19 +162,9 @@ def test_threads_that_want_the_same_input_file_download_it_once(memory_root, tmp
 
 def test_a_parts_files_are_fetched_in_one_batch_and_a_missing_one_is_left_to_the_reader(memory_root, tmp_path,
                                                                                           monkeypatch):
-    (tmp_path / "in" / "lm").mkdir(parents=True)
-    for i in range(3):
-        (tmp_path / "in" / "lm" / f"{i}.parquet").write_bytes(bytes([65 + i]) * 10)
-    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
-    batches = []
-    memory = type(fsspec.filesystem("memory"))
-    real = memory.get
-
-    def counted(self, rpath, lpath, *a, **k):
-        batches.append(rpath)
-        return real(self, rpath, lpath, *a, **k)
-    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: True) as staging:
-        monkeypatch.setattr(memory, "get", counted)
+    url = remote_dir(f"{memory_root}/in", tmp_path, {f"lm/{i}.parquet": bytes([65 + i]) * 10 for i in range(3)})
+    batches = recorded(monkeypatch, "get")
+    with fs.input_dir(url, lazy=lambda rel: True) as staging:
         wanted = [staging / "lm" / f"{i}.parquet" for i in range(3)] + [staging / "lm" / "gone.parquet"]
         fs.local_inputs(wanted)
         assert [p.read_bytes() for p in wanted[:3]] == [b"A" * 10, b"B" * 10, b"C" * 10]
@@ -173,22 +174,11 @@ def test_a_parts_files_are_fetched_in_one_batch_and_a_missing_one_is_left_to_the
 
 
 def test_two_parts_of_one_file_fetching_at_once_download_it_once(memory_root, tmp_path, monkeypatch):
-    (tmp_path / "in" / "lm").mkdir(parents=True)
-    (tmp_path / "in" / "lm" / "big.parquet").write_bytes(b"y" * 1000)
-    (tmp_path / "in" / "lm" / "other.parquet").write_bytes(b"z" * 10)
-    fs.upload_dir(tmp_path / "in", f"{memory_root}/in")
-    fetched = []
-    memory = type(fsspec.filesystem("memory"))
-    real = memory.get
-
-    def slow(self, rpath, lpath, *a, **k):
-        fetched.extend(rpath)
-        time.sleep(0.2)
-        return real(self, rpath, lpath, *a, **k)
-    with fs.input_dir(f"{memory_root}/in", lazy=lambda rel: True) as staging:
-        monkeypatch.setattr(memory, "get", slow)
+    url = remote_dir(f"{memory_root}/in", tmp_path, {"lm/big.parquet": b"y" * 1000, "lm/other.parquet": b"z" * 10})
+    batches = recorded(monkeypatch, "get", delay=0.2)
+    with fs.input_dir(url, lazy=lambda rel: True) as staging:
         big, other = staging / "lm" / "big.parquet", staging / "lm" / "other.parquet"
         with ThreadPoolExecutor(2) as pool:  # the parts' batches: [big, other] and [other, big]
             list(pool.map(fs.local_inputs, [[big, other], [other, big]]))
         assert big.read_bytes() == b"y" * 1000 and other.read_bytes() == b"z" * 10
-    assert sorted(PurePosixPath(r).name for r in fetched) == ["big.parquet", "other.parquet"]
+    assert sorted(PurePosixPath(r).name for batch in batches for r in batch) == ["big.parquet", "other.parquet"]

@@ -135,7 +135,8 @@ def test_ingest_of_an_s3_root_on_ray_fetches_each_file_in_the_task_that_reads_it
     with moto_bucket("ray-input") as bucket:
         fs.upload_dir(raw, f"{bucket}/raw")
         fs.set_storage_options([f"client_kwargs.endpoint_url={os.environ['AWS_ENDPOINT_URL']}",
-                                f"key={FAKE_KEYS['AWS_ACCESS_KEY_ID']}", f"secret={FAKE_KEYS['AWS_SECRET_ACCESS_KEY']}"])
+                                f"key={FAKE_KEYS['AWS_ACCESS_KEY_ID']}",
+                                f"secret={FAKE_KEYS['AWS_SECRET_ACCESS_KEY']}"])
         try:
             result = ingest("kaggle-islr", f"{bucket}/raw", tmp_path / "store", part_size=4, engine=cluster)
         finally:
