@@ -269,48 +269,62 @@ def local_input(path) -> Path:
     lacks. Files land through a temporary name, so concurrent units never see half of one. Anything
     outside a remote input is returned as it is, with no remote call."""
     path = Path(path)
-    with _lock:
-        inputs = list(_inputs.items())
-    for staging, (url, opts) in inputs:
-        if not path.is_relative_to(staging):
-            continue
-        if path.is_file() and path.stat().st_size > 0:
-            return path  # the content is here
-        fs, root = _fs_with(url, opts)
-        remote = f"{root.rstrip('/')}/{path.relative_to(staging).as_posix()}"
-        if fs.isdir(remote):
-            for rp in fs.find(remote):
-                _fetch(fs, rp, path / PurePosixPath(rp).relative_to(remote.rstrip("/")))
-        else:
-            _fetch(fs, remote, path)
-        break
+    staging = _input_of(path, _current_inputs())
+    if staging is None or _has_content(path):
+        return path
+    fs, (remote,) = _remote(staging, [path])
+    if fs.isdir(remote):
+        for rp in fs.find(remote):
+            _fetch(fs, rp, path / PurePosixPath(rp).relative_to(remote.rstrip("/")))
+    else:
+        _fetch(fs, remote, path)
     return path
+
+
+def _current_inputs() -> list[str]:
+    with _lock:
+        return list(_inputs)
+
+
+def _input_of(path: Path, inputs: list[str]) -> str | None:
+    """The remote input staging directory ``path`` lies in, if any."""
+    return next((s for s in inputs if path.is_relative_to(s)), None)
+
+
+def _remote(staging: str, paths: list[Path]):
+    """(filesystem, remote path of each of ``paths``) inside the remote input staged at ``staging``."""
+    with _lock:
+        url, opts = _inputs[staging]
+    fs, root = _fs_with(url, opts)
+    return fs, [f"{root.rstrip('/')}/{p.relative_to(staging).as_posix()}" for p in paths]
+
+
+def _has_content(path: Path) -> bool:
+    """Whether a remote input's file is here (not absent, not the empty placeholder of a lazy input)."""
+    return path.is_file() and path.stat().st_size > 0
 
 
 def local_inputs(paths) -> None:
     """:func:`local_input` for many files at once (a part's landmark files): the ones to fetch come
     in one batch, whose requests s3fs runs concurrently, instead of one round trip after another."""
-    with _lock:
-        inputs = list(_inputs.items())
+    inputs = _current_inputs()
     if not inputs:
         return
     batches: dict[str, list[Path]] = {}
     for path in map(Path, paths):
-        staging = next((s for s, _ in inputs if path.is_relative_to(s)), None)
-        if staging is not None and not (path.is_file() and path.stat().st_size > 0):
+        staging = _input_of(path, inputs)
+        if staging is not None and not _has_content(path):
             batches.setdefault(staging, []).append(path)
     for staging, wanted in batches.items():
-        url, opts = dict(inputs)[staging]
-        fs, root = _fs_with(url, opts)
         with _holding(wanted):  # two parts of one Fingerspelling file, on two threads: one download
-            wanted = [p for p in wanted if not (p.is_file() and p.stat().st_size > 0)]
+            wanted = [p for p in wanted if not _has_content(p)]
             tmps = [p.with_name(f".{p.name}.{uuid.uuid4().hex}.part") for p in wanted]
             for p in wanted:
                 p.parent.mkdir(parents=True, exist_ok=True)
             try:
                 if wanted:
-                    fs.get([f"{root.rstrip('/')}/{p.relative_to(staging).as_posix()}" for p in wanted],
-                           [str(t) for t in tmps])
+                    fs, remotes = _remote(staging, wanted)
+                    fs.get(remotes, [str(t) for t in tmps])
             except (FileNotFoundError, IsADirectoryError):  # one is not a file there: fetched one at a time
                 _discard(tmps)  # (a download the error cut short is never taken for a file)
                 for p in wanted:
@@ -355,7 +369,7 @@ def _fetch(fs, remote: str, path: Path) -> None:
     an empty remote one); nothing when the remote has no such file (the reader says it is missing).
     Threads that want the same file download it once."""
     with _holding([path]):
-        if path.is_file() and path.stat().st_size > 0:
+        if _has_content(path):
             return
         try:
             size = fs.size(remote)
@@ -399,10 +413,7 @@ def output_dir(url, inputs=()) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix="sltdata-out-"))
     try:
         if fs.isdir(root):
-            for rp in fs.find(root):
-                target = staging / PurePosixPath(rp).relative_to(root)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fs.get_file(rp, str(target))
+            download_dir(url, staging)
         with _lock:
             _mirrors[str(staging)] = (url, storage_options())
         yield staging
@@ -443,14 +454,7 @@ def input_dir(url, lazy: Callable[[str], bool] | None = None) -> Iterator[Path]:
         if lazy is None:
             fs.get(root.rstrip("/") + "/", str(staging), recursive=True)
         else:
-            for rp in fs.find(root):
-                rel = PurePosixPath(rp).relative_to(root.rstrip("/")).as_posix()
-                target = staging / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if lazy(rel):
-                    target.touch()
-                else:
-                    fs.get_file(rp, str(target))
+            download_dir(url, staging, keep=lambda rel: not lazy(rel), placeholders=True)
         with _lock:
             _inputs[str(staging)] = (str(url).rstrip("/"), storage_options())
         yield staging
@@ -514,17 +518,21 @@ def upload_dir(local_dir, url) -> None:
             fs.put_file(str(p), f"{root.rstrip('/')}/{p.relative_to(local_dir).as_posix()}")
 
 
-def download_dir(url, local_dir, keep=None) -> None:
+def download_dir(url, local_dir, keep=None, placeholders: bool = False) -> None:
     """Copy ``url`` into a local directory: every file, or those whose relative path (``a/b.json``)
-    ``keep`` accepts."""
+    ``keep`` accepts; with ``placeholders`` the others are there too, empty (:func:`input_dir`)."""
     fs, root = url_to_fs(str(url))
     root = root.rstrip("/")
     for rp in fs.find(root):
         rel = PurePosixPath(rp).relative_to(root).as_posix()
-        if keep is None or keep(rel):
+        wanted = keep is None or keep(rel)
+        if wanted or placeholders:
             target = Path(local_dir) / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(rp, str(target))
+            if wanted:
+                fs.get_file(rp, str(target))
+            else:
+                target.touch()
 
 
 def exists(path) -> bool:
