@@ -132,8 +132,6 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 def synth_islr(out: Path, sequences: int = 400, classes: int = 10, participants: int = 8, seed: int = 0,
                realism: str = "easy", left_handed: float = 0.3) -> Path:
     """asl-signs layout: train.csv, train_landmark_files/<participant>/<sequence>.parquet, label map."""
-    from sltdata.sources.kaggle_islr import write_islr_parquet
-
     if classes > len(SIGN_WORDS):
         raise ConfigError(f"synth kaggle-islr: at most {len(SIGN_WORDS)} classes")
     if realism == "real":
@@ -144,16 +142,10 @@ def synth_islr(out: Path, sequences: int = 400, classes: int = 10, participants:
     signers = make_signers(participants, rng)
     pids = _participants(participants, rng)
     seq_ids = 10**8 + rng.choice(9 * 10**8, size=sequences, replace=False)
-    rows = []
-    for i, sid in enumerate(seq_ids):
-        c, p = i % classes, int(rng.integers(participants))
-        rel = f"train_landmark_files/{pids[p]}/{sid}.parquet"
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        write_islr_parquet(out / rel, render([gestures[c]], signers[p], rng), frame_start=int(rng.integers(0, 40)))
-        rows.append([rel, pids[p], str(sid), signs[c]])
-    _write_csv(out / "train.csv", ["path", "participant_id", "sequence_id", "sign"], rows)
-    (out / "sign_to_prediction_index_map.json").write_text(json.dumps({s: i for i, s in enumerate(signs)}))
-    return out
+
+    def sequence(c, p):
+        return render([gestures[c]], signers[p], rng), int(rng.integers(0, 40))
+    return _write_islr(out, signs, pids, seq_ids, rng, sequence)
 
 
 def _phrase(rng: np.random.Generator) -> str:
@@ -254,7 +246,6 @@ def synth(fmt: str, out: str | Path, seed: int = 0, realism: str = "easy", **siz
 
 def _synth_islr_real(out: Path, sequences: int, classes: int, participants: int, seed: int,
                      left_handed: float) -> Path:
-    from sltdata.sources.kaggle_islr import write_islr_parquet
     from sltdata.synth_real import islr_length, make_real_signs, make_styles, render_real
 
     rng = np.random.default_rng(seed)
@@ -263,13 +254,25 @@ def _synth_islr_real(out: Path, sequences: int, classes: int, participants: int,
     styles = make_styles(participants, rng, left_handed)
     pids = _participants(participants, rng)
     seq_ids = 10**8 + rng.choice(9 * 10**8, size=sequences, replace=False)
+
+    def sequence(c, p):
+        lm = render_real([signs[c]], styles[p], rng, frames=islr_length(signs[c], styles[p], rng))
+        return lm, 0 if rng.uniform() < 0.2 else int(rng.integers(1, 45))  # most real files do not start at 0
+    return _write_islr(out, names, pids, seq_ids, rng, sequence)
+
+
+def _write_islr(out: Path, names: list[str], pids: list[str], seq_ids, rng: np.random.Generator, sequence) -> Path:
+    """The asl-signs files: one parquet per sequence (class ``i % classes``, a random participant),
+    train.csv and the label map; ``sequence(c, p)`` draws the landmarks and first frame number of
+    one sequence of class ``c`` by participant ``p``."""
+    from sltdata.sources.kaggle_islr import write_islr_parquet
+
     rows = []
     for i, sid in enumerate(seq_ids):
-        c, p = i % classes, int(rng.integers(participants))
+        c, p = i % len(names), int(rng.integers(len(pids)))
         rel = f"train_landmark_files/{pids[p]}/{sid}.parquet"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        lm = render_real([signs[c]], styles[p], rng, frames=islr_length(signs[c], styles[p], rng))
-        start = 0 if rng.uniform() < 0.2 else int(rng.integers(1, 45))  # most real files do not start at 0
+        lm, start = sequence(c, p)
         write_islr_parquet(out / rel, lm, frame_start=start)
         rows.append([rel, pids[p], str(sid), names[c]])
     _write_csv(out / "train.csv", ["path", "participant_id", "sequence_id", "sign"], rows)
