@@ -252,7 +252,7 @@ def _read_group(source: Source, root: Path, g: _Group, refused: dict[str, str]) 
         return
     n = 0
     try:
-        for res in source.read(fs.local_input(root / g.file), list(g.rows)):  # fetched on a remote worker
+        for res in source.read(root / g.file, list(g.rows)):  # (a remote root's: fetched by _run_part)
             n += 1
             if n > len(g.rows):
                 raise RuntimeError(f"source {source.name} returned more than {len(g.rows)} results "
